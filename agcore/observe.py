@@ -1,0 +1,67 @@
+"""The observer seam: every buffer agcore creates and every graph event, announced once.
+
+agcore knows nothing of who listens. A checker (memcheck) subclasses
+:class:`Observer` and calls :func:`attach`. With no observer attached every
+announcement costs the caller one truthiness check of :data:`observers`::
+
+    if observers:
+        announce("on_alloc", array, role, owner)
+
+Roles of a buffer: ``param``, ``input``, ``activation``, ``grad``,
+``optimizer_state``. Saving is an event on a buffer that already exists.
+Releases of Python objects (a node, an array) are not announced here: an
+observer that wants them takes a ``weakref.ref`` with a callback, which costs
+nothing when no one watches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+observers: list[Observer] = []
+
+
+class Observer:
+    """Base class with a no-op method per event; override the ones you need."""
+
+    def on_alloc(self, array: Any, role: str, owner: Any) -> None:
+        """A new buffer: ``owner`` is the Tensor (or optimizer) it belongs to."""
+
+    def on_node(self, node: Any, output: Any) -> None:
+        """An op recorded ``node`` in the graph; ``output`` is the Tensor it made."""
+
+    def on_save(self, node: Any, saved: Any) -> None:
+        """``node`` saved ``saved`` (a SavedTensor) for its backward."""
+
+    def on_saved_released(self, node: Any, site: str) -> None:
+        """Backward freed the saved tensors of ``node`` (site: where backward was called)."""
+
+    def on_backward_begin(self, root: Any, retain_graph: bool) -> None:
+        """``root.backward()`` is starting."""
+
+    def on_backward_end(self, root: Any) -> None:
+        """``root.backward()`` finished (also after an error)."""
+
+    def on_grad(self, tensor: Any, array: Any, first: bool) -> None:
+        """A gradient was written into ``tensor.grad`` (first=True: a new buffer)."""
+
+    def on_inplace(self, tensor: Any, op: str, version: int, site: str) -> None:
+        """``tensor`` was changed in place by ``op``; its version is now ``version``."""
+
+
+def attach(observer: Observer) -> None:
+    """Start announcing events to ``observer``."""
+    if observer not in observers:
+        observers.append(observer)
+
+
+def detach(observer: Observer) -> None:
+    """Stop announcing events to ``observer`` (no error if it was not attached)."""
+    if observer in observers:
+        observers.remove(observer)
+
+
+def announce(event: str, *args: Any) -> None:
+    """Call ``event`` on every attached observer. Callers check ``observers`` first."""
+    for observer in tuple(observers):
+        getattr(observer, event)(*args)

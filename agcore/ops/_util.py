@@ -1,0 +1,30 @@
+"""Small helpers the primitives share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agcore.tensor import Tensor
+
+
+def val(x: Any) -> Any:
+    """The array behind a Tensor, or the plain value itself."""
+    return x.data if isinstance(x, Tensor) else x
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    """Shape of a Tensor or array; ``()`` for a Python scalar."""
+    return tuple(getattr(val(x), "shape", ()))
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``grad`` over the axes NumPy broadcasting added, back to ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)

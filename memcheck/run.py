@@ -1,0 +1,164 @@
+"""``Run``: everything one session saw, serialisable to JSON; every report renders from it alone.
+
+The format is documented in docs/run-json.md; bump :data:`SCHEMA_VERSION` on
+any incompatible change. :meth:`Run.from_json` refuses other versions with a
+clear :class:`RunFormatError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memcheck.findings import Finding, severity_rank
+
+SCHEMA = "memcheck.run"
+SCHEMA_VERSION = 1
+
+
+class RunFormatError(ValueError):
+    """A run JSON that is missing, corrupt, or of another schema version."""
+
+
+@dataclass
+class Run:
+    """One session's record: findings, probe samples, ledger summaries, metadata."""
+
+    name: str = "run"
+    command: str = ""
+    mode: str = "default"
+    started_at: str = ""
+    duration_s: float = 0.0
+    iterations: int = 0
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    interrupted: bool = False
+    error: dict[str, Any] | None = None
+    findings: list[Finding] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    top_owners: list[dict[str, Any]] = field(default_factory=list)
+    sites: list[dict[str, Any]] = field(default_factory=list)
+    ledger_summary: dict[str, Any] = field(default_factory=dict)
+    growth: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    samples_path: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    # -- verdict ------------------------------------------------------------
+    def worst_severity(self) -> str | None:
+        """The most severe finding's severity, or None when there are none."""
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=severity_rank)
+
+    def failing(self, fail_on: str = "error") -> list[Finding]:
+        """Findings at or above ``fail_on``."""
+        return [f for f in self.findings if f.at_least(fail_on)]
+
+    @property
+    def verdict(self) -> str:
+        """``clean``, ``warnings`` or ``problems`` (an error-level finding or a crash)."""
+        worst = self.worst_severity()
+        if self.error is not None or worst == "error":
+            return "problems"
+        if worst == "warning":
+            return "warnings"
+        return "clean"
+
+    # -- JSON -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "command": self.command,
+            "mode": self.mode,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "iterations": self.iterations,
+            "stopped_early": self.stopped_early,
+            "stop_reason": self.stop_reason,
+            "interrupted": self.interrupted,
+            "error": self.error,
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+            "samples": self.samples,
+            "top_owners": self.top_owners,
+            "sites": self.sites,
+            "ledger_summary": self.ledger_summary,
+            "growth": self.growth,
+            "metadata": self.metadata,
+            "samples_path": self.samples_path,
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None, indent: int | None = 1) -> str:
+        """The run as JSON text; also written to ``path`` when given (atomically)."""
+        text = json.dumps(self.to_dict(), indent=indent, default=_jsonable)
+        if path is not None:
+            target = Path(path)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(target)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "run JSON") -> Run:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise RunFormatError(f"{source} is not a memcheck run (no \"schema\": \"{SCHEMA}\" field)")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RunFormatError(
+                f"{source} has schema_version {version!r}; this memcheck reads version {SCHEMA_VERSION}. "
+                "Re-run the scenario with this memcheck, or render it with the memcheck that wrote it."
+            )
+        try:
+            return cls(
+                name=str(data.get("name", "run")),
+                command=str(data.get("command", "")),
+                mode=str(data.get("mode", "default")),
+                started_at=str(data.get("started_at", "")),
+                duration_s=float(data.get("duration_s", 0.0)),
+                iterations=int(data.get("iterations", 0)),
+                stopped_early=bool(data.get("stopped_early", False)),
+                stop_reason=data.get("stop_reason"),
+                interrupted=bool(data.get("interrupted", False)),
+                error=data.get("error"),
+                findings=[Finding.from_dict(f) for f in data.get("findings", [])],
+                samples=list(data.get("samples", [])),
+                top_owners=list(data.get("top_owners", [])),
+                sites=list(data.get("sites", [])),
+                ledger_summary=dict(data.get("ledger_summary", {})),
+                growth=data.get("growth"),
+                metadata=dict(data.get("metadata", {})),
+                samples_path=data.get("samples_path"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunFormatError(f"{source} is damaged: {exc}") from None
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> Run:
+        """Read a run written by :meth:`to_json`; :class:`RunFormatError` on any problem."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RunFormatError(f"{p}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RunFormatError(f"{p}: cannot read it ({exc})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RunFormatError(f"{p} is not valid JSON (line {exc.lineno}, column {exc.colno}): corrupt or truncated") from None
+        return cls.from_dict(data, source=str(p))
+
+
+def _jsonable(value: Any) -> Any:
+    """Numbers and arrays from NumPy become plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
