@@ -107,7 +107,7 @@ class Run:
     @classmethod
     def from_dict(cls, data: Any, source: str = "run JSON") -> Run:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise RunFormatError(f"{source} is not a memcheck run (no \"schema\": \"{SCHEMA}\" field)")
+            raise RunFormatError(f'{source} is not a memcheck run (no "schema": "{SCHEMA}" field)')
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise RunFormatError(
@@ -151,7 +151,9 @@ class Run:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise RunFormatError(f"{p} is not valid JSON (line {exc.lineno}, column {exc.colno}): corrupt or truncated") from None
+            raise RunFormatError(
+                f"{p} is not valid JSON (line {exc.lineno}, column {exc.colno}): corrupt or truncated"
+            ) from None
         return cls.from_dict(data, source=str(p))
 
 

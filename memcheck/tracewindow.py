@@ -1,0 +1,114 @@
+"""tracemalloc in windows: switched on when sites are needed, two snapshots compared, switched off.
+
+Always-on tracemalloc costs 1.5-4x (MEASUREMENTS.md), so the default mode opens
+a window only when growth is suspected, and ``deep`` mode keeps one open.
+Each allocation is charged to its first frame outside agcore, memcheck, NumPy
+and the standard library: the user's line.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+import tracemalloc
+from dataclasses import dataclass
+from typing import Any
+
+from memcheck.probes import NUMPY_DOMAIN
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SKIP = tuple(
+    p
+    for p in {
+        os.path.dirname(_HERE) + os.sep + "agcore" + os.sep,
+        _HERE + os.sep,
+        os.path.dirname(os.path.abspath(tracemalloc.__file__)) + os.sep,
+        sysconfig.get_paths().get("purelib", "") + os.sep + "numpy" + os.sep,
+        sysconfig.get_paths().get("platlib", "") + os.sep + "numpy" + os.sep,
+    }
+    if p.strip(os.sep)
+)
+
+
+def user_line(traceback: tracemalloc.Traceback) -> str:
+    """``path:line`` of the innermost frame that belongs to the user."""
+    for frame in traceback:  # most recent call first
+        if not frame.filename.startswith(_SKIP) and "/numpy/" not in frame.filename:
+            return f"{frame.filename}:{frame.lineno}"
+    last = traceback[0]
+    return f"{last.filename}:{last.lineno}"
+
+
+@dataclass
+class SiteGrowth:
+    """Bytes that appeared at one user line between two snapshots."""
+
+    site: str
+    bytes: int
+    count: int
+    numpy: bool
+
+
+class TraceWindow:
+    """Open with :meth:`open`, close with :meth:`close` to get growth by user line."""
+
+    def __init__(self, nframes: int = 16) -> None:
+        self.nframes = nframes
+        self._started_here = False
+        self._before: Any = None
+        self.opened_at_iteration: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._before is not None
+
+    def open(self, iteration: int = 0) -> None:
+        if self.is_open:
+            return
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(self.nframes)
+            self._started_here = True
+        self._before = tracemalloc.take_snapshot()
+        self.opened_at_iteration = iteration
+
+    def close(self, keep_tracing: bool = False) -> list[SiteGrowth]:
+        """Growth by user line since :meth:`open`, largest first."""
+        if not self.is_open:
+            return []
+        after = tracemalloc.take_snapshot()
+        before, self._before = self._before, None
+        if self._started_here and not keep_tracing:
+            tracemalloc.stop()
+            self._started_here = False
+        return growth_between(before, after)
+
+
+def growth_between(before: Any, after: Any) -> list[SiteGrowth]:
+    """Positive differences between two snapshots, grouped by user line and domain."""
+    totals: dict[tuple[str, bool], list[int]] = {}
+    for stat in after.compare_to(before, "traceback"):
+        if stat.size_diff <= 0:
+            continue
+        trace_domain_numpy = _is_numpy(stat)
+        key = (user_line(stat.traceback), trace_domain_numpy)
+        t = totals.setdefault(key, [0, 0])
+        t[0] += stat.size_diff
+        t[1] += max(stat.count_diff, 0)
+    rows = [SiteGrowth(site, b, c, is_np) for (site, is_np), (b, c) in totals.items()]
+    return sorted(rows, key=lambda r: -r.bytes)
+
+
+def _is_numpy(stat: Any) -> bool:
+    # StatisticDiff carries no domain; NumPy's buffers are the traces whose innermost
+    # frame is in NumPy or in agcore's ops (where arrays are made).
+    return any("numpy" in f.filename or f"{os.sep}agcore{os.sep}" in f.filename for f in list(stat.traceback)[:1])
+
+
+def numpy_snapshot_by_line(snapshot: Any) -> dict[str, int]:
+    """Live NumPy-domain bytes per user line in one snapshot."""
+    snap = snapshot.filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
+    out: dict[str, int] = {}
+    for stat in snap.statistics("traceback"):
+        line = user_line(stat.traceback)
+        out[line] = out.get(line, 0) + stat.size
+    return out
