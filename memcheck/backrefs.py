@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dis
 import gc
+import os
 import sys
 import time
 import types
@@ -18,7 +19,13 @@ from collections import deque
 from typing import Any
 
 _MUTATORS = {"append", "extend", "insert", "add", "update", "setdefault", "appendleft", "__setitem__", "put"}
-_INTERNAL_FILES = ("/memcheck/", "/agcore/")
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# file-name prefixes of memcheck's and agcore's own code (a user's tests/memcheck/ is not internal)
+_INTERNAL_FILES = tuple(os.path.join(_PKG, name) + os.sep for name in ("memcheck", "agcore"))
+
+
+def _internal(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(_INTERNAL_FILES) if filename[:1] != "<" else False
 
 
 def _module_dicts() -> dict[int, str]:
@@ -33,20 +40,30 @@ def find_chain(target: Any, max_depth: int = 14, budget_s: float = 3.0) -> list[
     own_frames = set()
     f: Any = here
     while f is not None:  # memcheck's own frames are not roots
-        if any(p in f.f_code.co_filename for p in _INTERNAL_FILES):
+        if _internal(f.f_code.co_filename):
             own_frames.add(id(f))
         f = f.f_back
+    # A running frame's locals are invisible to gc.get_referrers (Python 3.11+ keeps them
+    # outside the frame object), so the values they hold are looked up here instead.
+    held_by_frame = _frame_locals(own_frames)
     parent: dict[int, Any] = {id(target): None}
     keep: dict[int, Any] = {id(target): target}
     depth = {id(target): 0}
     queue = deque([target])
-    ignore.update({id(parent), id(keep), id(depth), id(queue)})
+    ignore.update({id(parent), id(keep), id(depth), id(queue), id(held_by_frame)})
     deadline = time.perf_counter() + budget_s
     gc.collect()
     while queue and time.perf_counter() < deadline:
         obj = queue.popleft()
-        if id(obj) in modules or (isinstance(obj, types.FrameType) and id(obj) not in own_frames):
+        closure_root = isinstance(obj, types.FunctionType) and depth[id(obj)] >= 3 and obj.__closure__
+        if closure_root or id(obj) in modules or (isinstance(obj, types.FrameType) and id(obj) not in own_frames):
             chain = [obj]
+            while parent[id(chain[-1])] is not None:
+                chain.append(parent[id(chain[-1])])
+            return chain
+        frame = held_by_frame.get(id(obj))
+        if frame is not None:
+            chain = [frame, obj]
             while parent[id(chain[-1])] is not None:
                 chain.append(parent[id(chain[-1])])
             return chain
@@ -68,13 +85,35 @@ def find_chain(target: Any, max_depth: int = 14, budget_s: float = 3.0) -> list[
     return []
 
 
+def _frame_locals(own_frames: set[int]) -> dict[int, types.FrameType]:
+    """``id(value) -> frame`` for every local of every running frame outside memcheck and agcore."""
+    out: dict[int, types.FrameType] = {}
+    seen: set[int] = set()
+    for top in list(sys._current_frames().values()):
+        f: Any = top
+        while f is not None and id(f) not in seen:
+            seen.add(id(f))
+            # a module's top level is found through its globals dict (a "global" root) instead
+            if id(f) not in own_frames and f.f_locals is not f.f_globals and not _internal(f.f_code.co_filename):
+                for value in f.f_locals.values():
+                    out.setdefault(id(value), f)
+            f = f.f_back
+    return out
+
+
 def describe_chain(chain: list[Any]) -> list[dict[str, str]]:
     """A label and a type name per object, each label saying how its parent holds it."""
     modules = _module_dicts()
     out = []
     for i, obj in enumerate(chain):
         prev = chain[i - 1] if i else None
-        out.append({"label": _label(prev, obj, modules), "type": type(obj).__name__})
+        label = _label(prev, obj, modules)
+        owner = chain[i - 2] if i >= 2 else None
+        if isinstance(obj, types.CellType) and isinstance(owner, types.FunctionType):
+            names = [n for n, c in zip(owner.__code__.co_freevars, owner.__closure__ or ()) if c is obj]
+            if names:
+                label = f"closure variable {names[0]!r}"
+        out.append({"label": label, "type": type(obj).__name__})
     return out
 
 
@@ -84,6 +123,9 @@ def _label(parent: Any, obj: Any, modules: dict[int, str]) -> str:
             return f"module {modules[id(obj)]}"
         if isinstance(obj, types.FrameType):
             return f"frame of {obj.f_code.co_name}() at {obj.f_code.co_filename}:{obj.f_lineno}"
+        if isinstance(obj, types.FunctionType):
+            code = obj.__code__
+            return f"function {obj.__qualname__}() at {code.co_filename}:{code.co_firstlineno}"
         return type(obj).__name__
     if isinstance(parent, dict):
         for k, v in parent.items():
@@ -159,7 +201,7 @@ def _stack_frames() -> list[types.FrameType]:
     frames = []
     f: Any = sys._getframe(1)
     while f is not None:
-        if not any(p in f.f_code.co_filename for p in _INTERNAL_FILES):
+        if not _internal(f.f_code.co_filename):
             frames.append(f)
         f = f.f_back
     return frames

@@ -1,0 +1,145 @@
+"""The HTML report: one self-contained file per run that opens offline, anywhere.
+
+plotly.js is inlined (no CDN), chart data sits in a ``<script type="application/json">``
+whose ``<``/``>``/``&`` are ``\\u``-escaped, and the template autoescapes every
+other string, because tensor names, sites and messages come from user code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from memcheck.findings import Finding
+from memcheck.report import evidence
+from memcheck.report.charts import chart_specs, script_json
+from memcheck.report.files import write_text_atomic
+from memcheck.report.format import (
+    culprit,
+    human_bytes,
+    human_duration,
+    human_rate,
+    ordered_findings,
+    plural,
+    severity_counts,
+    status_notes,
+)
+from memcheck.run import Run
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+MAX_TABLE_ROWS = 200
+_VERDICT_TITLE = {"clean": "Clean", "warnings": "Warnings", "problems": "Problems"}
+
+
+def write_html(run: Run, path: str | os.PathLike[str]) -> Path:
+    """Render ``run`` and write it to ``path`` atomically; returns the path."""
+    return write_text_atomic(Path(path), render_html(run))
+
+
+def render_html(run: Run) -> str:
+    """The whole page as text; the same run always renders the same page."""
+    specs = chart_specs(run)
+    return _environment().get_template("report.html.j2").render(
+        run=run,
+        verdict=run.verdict,
+        verdict_title=_VERDICT_TITLE.get(run.verdict, run.verdict),
+        counts=severity_counts(run),
+        notes=status_notes(run),
+        summary=_summary(run),
+        findings=[_finding_view(n, f) for n, f in enumerate(ordered_findings(run), 1)],
+        charts=[{"id": s["id"], "title": s["title"]} for s in specs],
+        charts_json=Markup(script_json([{k: s[k] for k in ("id", "data", "layout")} for s in specs])),
+        plotly_js=Markup(_plotly_js()),
+        owners=_owner_rows(run),
+        owners_more=max(0, len(run.top_owners) - MAX_TABLE_ROWS),
+        sites=_site_rows(run),
+        sites_more=max(0, len(run.sites) - MAX_TABLE_ROWS),
+        ledger=_ledger_rows(run),
+        growth=evidence.growth_view(run.growth),
+        metadata=_metadata_rows(run),
+    )
+
+
+def _finding_view(number: int, finding: Finding) -> dict[str, Any]:
+    return {
+        "number": number,
+        "f": finding,
+        "culprit": culprit(finding),
+        "other_sites": finding.sites[1:],
+        "bytes": human_bytes(finding.bytes) if finding.bytes else None,
+        "rows": evidence.evidence_rows(finding),
+        "chain": evidence.chain(finding),
+        "by_site": evidence.site_rates(finding.evidence.get("by_site")) if finding.kind == "growth" else [],
+        "by_role": evidence.role_rates(finding.evidence.get("by_role")) if finding.kind == "growth" else [],
+    }
+
+
+def _summary(run: Run) -> list[tuple[str, str]]:
+    items = [("iterations", f"{run.iterations:,}"), ("duration", human_duration(run.duration_s)),
+             ("findings", str(len(run.findings))), ("samples", f"{len(run.samples):,}"), ("mode", run.mode)]
+    live = run.ledger_summary.get("live_bytes")
+    if isinstance(live, (int, float)):
+        items.append(("live ledger bytes", human_bytes(live)))
+    return items
+
+
+def _owner_rows(run: Run) -> list[dict[str, str]]:
+    return [{"owner": str(r.get("owner", "-")), "role": str(r.get("role", "-")),
+             "bytes": human_bytes(r.get("bytes")), "count": str(r.get("count", "-")),
+             "site": str(r.get("site", "-"))} for r in run.top_owners[:MAX_TABLE_ROWS]]
+
+
+def _site_rows(run: Run) -> list[dict[str, str]]:
+    def key(row: dict[str, Any]) -> tuple[float, float]:
+        rate = row.get("bytes_per_iteration")
+        return (-(rate if isinstance(rate, (int, float)) else float("-inf")), -float(row.get("bytes") or 0))
+
+    rows = sorted((r for r in run.sites if isinstance(r, dict)), key=key)[:MAX_TABLE_ROWS]
+    return [{"site": str(r.get("site", "-")), "role": str(r.get("role", "-")),
+             "bytes": human_bytes(r.get("bytes")), "count": str(r.get("count", "-")),
+             "rate": human_rate(r.get("bytes_per_iteration")), "source": str(r.get("source", "-"))}
+            for r in rows]
+
+
+def _ledger_rows(run: Run) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in run.ledger_summary.items():
+        if key == "by_role" and isinstance(value, dict):
+            rows.extend((f"live bytes: {role}", human_bytes(b)) for role, b in value.items())
+        else:
+            rows.append((key, evidence.format_value(key, value)))
+    return rows
+
+
+def _metadata_rows(run: Run) -> list[tuple[str, str]]:
+    command = run.command or str(run.metadata.get("command") or "-")
+    rows = [("command", command), ("started at", run.started_at or "-"),
+            ("duration", human_duration(run.duration_s)), ("mode", run.mode),
+            ("iterations", plural(run.iterations, "iteration")), ("samples file", run.samples_path or "-")]
+    for key, value in run.metadata.items():
+        if key in ("command", "started_at"):
+            continue
+        if isinstance(value, dict):
+            rows.extend((f"{key}: {k}", evidence.format_value(k, v)) for k, v in value.items())
+        else:
+            rows.append((key, evidence.format_value(key, value)))
+    return rows
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+@lru_cache(maxsize=1)
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return re.sub(r"</(script)", r"<\\/\1", get_plotlyjs(), flags=re.IGNORECASE)
