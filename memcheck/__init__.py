@@ -11,15 +11,9 @@ from memcheck import foreign
 from memcheck.findings import Finding
 from memcheck.run import SCHEMA_VERSION, Run, RunFormatError
 from memcheck.session import Session, current_session, watch
+from memcheck.soak import soak
 
 __version__ = "0.1.0"
-
-
-def soak(*args, **kwargs):  # noqa: ANN002, ANN003  (signature lives in memcheck.soak)
-    """Run a step function many times under watch; see :func:`memcheck.soak.soak`."""
-    from memcheck.soak import soak as _soak
-
-    return _soak(*args, **kwargs)
 
 
 __all__ = [

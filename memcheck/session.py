@@ -100,14 +100,16 @@ class Session:
             if exc is not None:
                 self._record_exception(exc)
             self.sample()
+            if self._window.is_open:  # before the detectors: growth reads it, and they allocate
+                self.unowned = self._reconcile()
+                self.trace_growth = self._window.close() or self.trace_growth
             self.check()
         finally:
             observe.detach(self.watcher)
             self.watcher.stop()
             self._gpu.__exit__(None, None, None)
-            if self._window.is_open:
-                self.unowned = self._reconcile()
-                self.trace_growth = self._window.close() or self.trace_growth
+            if self._window.is_open:  # only when the lines above failed
+                self._window.close()
             if self in _ACTIVE:
                 _ACTIVE.remove(self)
             self._active = False
@@ -196,8 +198,9 @@ class Session:
         return self._run
 
     def _record_exception(self, exc: BaseException) -> None:
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, KeyboardInterrupt):  # the user stopped it: not a problem of the run
             self.interrupted = True
+            return
         self.error = {
             "type": type(exc).__name__,
             "message": str(exc),
@@ -209,30 +212,52 @@ class Session:
             self.report(finding_from_error(exc))
 
     def _reconcile(self) -> list[dict[str, Any]]:
-        """Live NumPy-domain bytes per user line minus what the ledger owns there."""
+        """Live NumPy-domain buffers, one by one, that no ledger record accounts for, by user line.
+
+        Each live host buffer of the ledger claims one traced buffer of its size, at its own
+        birth line first (``ag.tensor`` copies where it is called), else anywhere (``as_tensor``
+        wraps an array the user made on an earlier line). What no record claims is NumPy memory
+        no tensor owns: a cache, a temporary kept alive, NumPy's own small-buffer cache.
+        """
         import tracemalloc
 
-        from memcheck.tracewindow import numpy_snapshot_by_line
+        from memcheck.tracewindow import numpy_traces
 
-        traced = numpy_snapshot_by_line(tracemalloc.take_snapshot())
-        owned: dict[str, int] = {}
+        traces = numpy_traces(tracemalloc.take_snapshot())
+        by_site: dict[tuple[str, int], int] = {}
+        by_size: dict[int, int] = {}
         for rec in self.ledger.live_records():
-            owned[rec.site] = owned.get(rec.site, 0) + rec.bytes
-        rows = []
-        for site, nbytes in traced.items():
-            extra = nbytes - owned.get(site, 0)
-            if extra > 0:
-                rows.append(
-                    {
-                        "site": site,
-                        "role": "unowned",
-                        "bytes": extra,
-                        "count": 0,
-                        "bytes_per_iteration": None,
-                        "source": "tracemalloc",
-                    }
-                )
-        self.numpy_traced_bytes = sum(traced.values())
+            if rec.bytes > 0 and rec.device == "cpu":
+                key = (rec.site, rec.bytes)
+                by_site[key] = by_site.get(key, 0) + 1
+                by_size[rec.bytes] = by_size.get(rec.bytes, 0) + 1
+        left: list[tuple[str, int]] = []
+        for site, size in traces:
+            if by_site.get((site, size), 0) > 0:
+                by_site[(site, size)] -= 1
+                by_size[size] -= 1
+            else:
+                left.append((site, size))
+        groups: dict[str, list[int]] = {}
+        for site, size in left:
+            if by_size.get(size, 0) > 0:
+                by_size[size] -= 1
+                continue
+            g = groups.setdefault(site, [0, 0])
+            g[0] += size
+            g[1] += 1
+        self.numpy_traced_bytes = sum(size for _, size in traces)
+        rows = [
+            {
+                "site": site,
+                "role": "unowned",
+                "bytes": nbytes,
+                "count": count,
+                "bytes_per_iteration": None,
+                "source": "tracemalloc",
+            }
+            for site, (nbytes, count) in groups.items()
+        ]
         return sorted(rows, key=lambda r: -r["bytes"])
 
     def _build_run(self) -> Run:

@@ -31,12 +31,20 @@ _SKIP = tuple(
 
 
 def user_line(traceback: tracemalloc.Traceback) -> str:
-    """``path:line`` of the innermost frame that belongs to the user."""
-    for frame in traceback:  # most recent call first
-        if not frame.filename.startswith(_SKIP) and "/numpy/" not in frame.filename:
-            return f"{frame.filename}:{frame.lineno}"
-    last = traceback[0]
+    """``path:line`` of the innermost frame that belongs to the user (else the innermost frame)."""
+    line = _user_line_or_none(traceback)
+    if line is not None:
+        return line
+    last = traceback[-1]
     return f"{last.filename}:{last.lineno}"
+
+
+def _user_line_or_none(traceback: tracemalloc.Traceback) -> str | None:
+    for frame in reversed(traceback):  # tracemalloc lists the oldest frame first
+        name = frame.filename
+        if not name.startswith(_SKIP) and "/numpy/" not in name and not name.startswith("<frozen "):
+            return f"{name}:{frame.lineno}"
+    return None
 
 
 @dataclass
@@ -84,24 +92,40 @@ class TraceWindow:
 
 
 def growth_between(before: Any, after: Any) -> list[SiteGrowth]:
-    """Positive differences between two snapshots, grouped by user line and domain."""
+    """Positive differences between two snapshots, grouped by user line and domain (NumPy or not).
+
+    Allocations with no user frame at all (memcheck's own bookkeeping, imports) are left out.
+    """
+    numpy_only = [tracemalloc.DomainFilter(True, NUMPY_DOMAIN)]
+    others = [tracemalloc.DomainFilter(False, NUMPY_DOMAIN)]
     totals: dict[tuple[str, bool], list[int]] = {}
-    for stat in after.compare_to(before, "traceback"):
-        if stat.size_diff <= 0:
-            continue
-        trace_domain_numpy = _is_numpy(stat)
-        key = (user_line(stat.traceback), trace_domain_numpy)
-        t = totals.setdefault(key, [0, 0])
-        t[0] += stat.size_diff
-        t[1] += max(stat.count_diff, 0)
+    for is_np, filters in ((True, numpy_only), (False, others)):
+        diff = after.filter_traces(filters).compare_to(before.filter_traces(filters), "traceback")
+        for stat in diff:
+            if stat.size_diff <= 0:
+                continue
+            line = _user_line_or_none(stat.traceback)
+            if line is None:
+                continue
+            t = totals.setdefault((line, is_np), [0, 0])
+            t[0] += stat.size_diff
+            t[1] += max(stat.count_diff, 0)
     rows = [SiteGrowth(site, b, c, is_np) for (site, is_np), (b, c) in totals.items()]
     return sorted(rows, key=lambda r: -r.bytes)
 
 
-def _is_numpy(stat: Any) -> bool:
-    # StatisticDiff carries no domain; NumPy's buffers are the traces whose innermost
-    # frame is in NumPy or in agcore's ops (where arrays are made).
-    return any("numpy" in f.filename or f"{os.sep}agcore{os.sep}" in f.filename for f in list(stat.traceback)[:1])
+def numpy_traces(snapshot: Any) -> list[tuple[str, int]]:
+    """``(user line, bytes)`` of every live NumPy-domain buffer in one snapshot."""
+    snap = snapshot.filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
+    lines: dict[Any, str] = {}
+    out = []
+    for trace in snap.traces:
+        tb = trace.traceback
+        line = lines.get(tb)
+        if line is None:
+            line = lines[tb] = user_line(tb)
+        out.append((line, trace.size))
+    return out
 
 
 def numpy_snapshot_by_line(snapshot: Any) -> dict[str, int]:
