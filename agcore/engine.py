@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from agcore import backend
 from agcore.errors import GraphReleasedError
 from agcore.node import Node
 from agcore.observe import announce, observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
+
+_ndarray = numpy.ndarray
 
 
 def _root_grad(root: Tensor, grad: Any) -> tuple[Any, bool]:
@@ -28,7 +32,9 @@ def _root_grad(root: Tensor, grad: Any) -> tuple[Any, bool]:
                 f"backward() without a gradient needs a single-element output, but the output has "
                 f"shape {root.shape}; pass grad= an array of that shape (e.g. ones) or reduce it with .sum()"
             )
-        return xp.ones_like(root.data), False
+        g = xp.empty(root.data.shape, dtype=root.data.dtype)
+        g.fill(1)
+        return g, False
     g = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.data.dtype)
     if tuple(g.shape) != root.shape:
         raise ValueError(f"backward(grad=...) has shape {tuple(g.shape)}, but the output has shape {root.shape}")
@@ -73,32 +79,41 @@ def _dependency_counts(root: Node) -> dict[Node, int]:
 
 
 def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str) -> dict[Tensor, list]:
+    """Run every node's backward once, in dependency order; return ``{leaf: [grad, fresh]}``."""
     deps = _dependency_counts(root)
     grads: dict[Node, Any] = {root: g0}
     leaf_grads: dict[Tensor, list] = {}
     ready = [root]
+    pop_ready, push_ready, pop_grad = ready.pop, ready.append, grads.pop
     while ready:
-        node = ready.pop()
+        node = pop_ready()
         if node.released_at is not None:
             raise GraphReleasedError(node._released_message())
-        g = grads.pop(node, None)
-        if g is None:
-            result: tuple = (None,) * len(node.inputs)
+        fn = node.fn
+        inputs = node.inputs
+        g = pop_grad(node, None)
+        if g is None:  # nothing flowed here (every consumer returned None for it)
+            result: tuple = (None,) * len(inputs)
         else:
-            result = node.fn.backward(node, g)
+            result = fn.backward(node, g)
             if type(result) is not tuple:
                 result = (result,)
-            if len(result) != len(node.inputs):
+            if len(result) != len(inputs):
                 raise RuntimeError(
-                    f"{node.fn.__name__}.backward returned {len(result)} gradients for "
-                    f"{len(node.inputs)} inputs (one per positional argument, None where there is none)"
+                    f"{fn.__name__}.backward returned {len(result)} gradients for "
+                    f"{len(inputs)} inputs (one per positional argument, None where there is none)"
                 )
-        if not retain_graph:
-            node.release(site)
+        if not retain_graph:  # Node.release, inlined: it runs once per node per step
+            node.saved = None
+            node.checks = ()
+            node.released_at = site
+            node.shapes = node.args = None
+            if not fn.trusted:  # custom Functions may have put arrays on ctx
+                node.__dict__.clear()
             if observers:
                 announce("on_saved_released", node, site)
-        fresh = node.fn.trusted
-        for edge, ig in zip(node.inputs, result):
+        fresh = fn.trusted
+        for edge, ig in zip(inputs, result):
             if edge is None:
                 continue
             if type(edge) is Node:
@@ -108,7 +123,7 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str) -> dict[Tenso
                 left = deps[edge] - 1
                 deps[edge] = left
                 if left == 0:
-                    ready.append(edge)
+                    push_ready(edge)
             elif ig is not None:
                 entry = leaf_grads.get(edge)
                 if entry is None:
@@ -120,9 +135,11 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str) -> dict[Tenso
 
 
 def _write_leaf_grads(leaf_grads: dict[Tensor, list], caller_grad: Any) -> None:
-    adopted: list[Any] = []
+    adopted: set[int] = set()  # ids of buffers already adopted (all alive: each is some leaf's .grad)
     for leaf, (g, fresh) in leaf_grads.items():
         data = leaf.data
+        if type(g) is not _ndarray and isinstance(g, numpy.generic):  # a full reduction of a 0-d gradient
+            g, fresh = numpy.asarray(g), True
         if g.shape != data.shape:
             raise RuntimeError(
                 f"gradient of shape {tuple(g.shape)} for {leaf.name or 'a leaf'} of shape {leaf.shape}: "
@@ -135,11 +152,10 @@ def _write_leaf_grads(leaf_grads: dict[Tensor, list], caller_grad: Any) -> None:
                 fresh
                 and g is not caller_grad
                 and g.base is None
-                and g.flags.c_contiguous
-                and not any(g is a for a in adopted)
+                and id(g) not in adopted
             )
             buf = g if adopt else g.copy()
-            adopted.append(buf)
+            adopted.add(id(buf))
             leaf.grad = buf
             if observers:
                 announce("on_alloc", buf, "grad", leaf)

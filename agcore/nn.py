@@ -7,7 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from agcore import backend, factory
+from agcore.ops.affine import Linear as _LinearOp
 from agcore.tensor import Tensor
+
+_linear = _LinearOp.apply
 
 
 class Module:
@@ -68,8 +71,9 @@ class Linear(Module):
         self.bias = factory.zeros(out_features, requires_grad=True, name="bias", device=device) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x @ self.weight
-        return y + self.bias if self.bias is not None else y
+        if self.bias is None:
+            return _linear(x, self.weight)
+        return _linear(x, self.weight, self.bias)
 
 
 class MLP(Module):

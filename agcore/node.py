@@ -9,39 +9,25 @@ own output cannot make a cycle.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from agcore.errors import GraphReleasedError, InplaceModifiedError
 from agcore.sites import format_site
+from agcore.tensor import Tensor
+from agcore.version import Version
 
-
-class Version:
-    """The version counter of a storage, shared by tensors that share it."""
-
-    __slots__ = ("value", "site", "op")
-
-    def __init__(self) -> None:
-        self.value = 0
-        self.site = ""
-        self.op = ""
-
-    def bump(self, op: str, site: str) -> int:
-        self.value += 1
-        self.op = op
-        self.site = site
-        return self.value
+__all__ = ["Node", "SavedTensor", "Version"]
 
 
 class SavedTensor:
-    """One saved value: its data array and the version it had when saved."""
+    """One saved value as observers see it: its data, and the counter and version it was saved at."""
 
     __slots__ = ("data", "counter", "version", "name")
 
-    def __init__(self, data: Any, counter: Version | None, name: str | None) -> None:
+    def __init__(self, data: Any, counter: Version | None, version: int, name: str | None) -> None:
         self.data = data
         self.counter = counter
-        self.version = counter.value if counter is not None else 0
+        self.version = version
         self.name = name
 
     def describe(self) -> str:
@@ -49,60 +35,85 @@ class SavedTensor:
 
 
 class Node:
-    """The graph record of one op; also the ``ctx`` passed to forward and backward."""
+    """The graph record of one op; also the ``ctx`` passed to forward and backward.
+
+    Built-in ops keep their non-tensor state in the ``shapes`` and ``args`` slots
+    (no per-node ``__dict__``); custom Functions may set any attribute.
+    """
 
     __slots__ = (
         "fn",
         "inputs",
         "needs_input_grad",
         "saved",
+        "checks",
         "output",
         "site_pair",
         "graph",
         "released_at",
+        "shapes",
+        "args",
         "__dict__",
         "__weakref__",
     )
 
-    def __init__(self, fn: type, inputs: tuple, site_pair: tuple[str, int], graph: Any) -> None:
+    def __init__(
+        self, fn: type, inputs: tuple, needs_input_grad: tuple, site_pair: tuple[str, int], graph: Any
+    ) -> None:
         self.fn = fn
         self.inputs = inputs
-        self.needs_input_grad = tuple(edge is not None for edge in inputs)
-        self.saved: tuple[SavedTensor, ...] | None = ()
-        self.output: weakref.ref | None = None
+        self.needs_input_grad = needs_input_grad
+        #: the saved values (arrays, scalars, None), or None once released
+        self.saved: tuple[Any, ...] | None = ()
+        #: ``(index in saved, version counter, version when saved, tensor name)`` per saved Tensor
+        self.checks: tuple[tuple[int, Version, int, str | None], ...] = ()
+        self.output: Any = None
         self.site_pair = site_pair
         self.graph = graph
         self.released_at: str | None = None
+        # ``shapes`` and ``args`` stay unset until an op's forward stores its state there
 
     # -- the ctx contract -------------------------------------------------
     def save_for_backward(self, *items: Any) -> None:
-        """Keep tensors (version-checked) or private arrays for backward."""
-        from agcore.tensor import Tensor
-
-        saved = []
+        """Keep tensors (version-checked) or private arrays (None allowed) for backward."""
+        checks: tuple = ()
+        saved = items
+        i = 0
         for item in items:
             if isinstance(item, Tensor):
-                saved.append(SavedTensor(item.data, item._version, item.name))
-            else:
-                saved.append(SavedTensor(item, None, None))
-        self.saved = tuple(saved)
+                counter = item._version
+                if counter is None:
+                    counter = item._version = Version()
+                checks += ((i, counter, counter.value, item.name),)
+                if saved is items:
+                    saved = list(items)
+                saved[i] = item.data
+            i += 1
+        self.saved = tuple(saved) if saved is not items else items
+        self.checks = checks
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
         """The saved arrays; raises if released or modified in place since saving."""
-        if self.saved is None:
+        saved = self.saved
+        if saved is None:
             raise GraphReleasedError(self._released_message())
-        for item in self.saved:
-            counter = item.counter
-            if counter is not None and counter.value != item.version:
-                raise InplaceModifiedError(
-                    f"{self.name}: {item.describe()}, saved for backward at version {item.version} "
-                    f"by the op at {self.site}, was modified in place by {counter.op}() at "
-                    f"{counter.site or '<unknown>'} and is now at version {counter.value}; its "
-                    "gradient would be wrong. Use an out-of-place op there, or clone the tensor "
-                    "before changing it."
-                )
-        return tuple(item.data for item in self.saved)
+        for check in self.checks:
+            if check[1].value != check[2]:
+                raise InplaceModifiedError(self._inplace_message(check))
+        return saved
+
+    def saved_items(self) -> list[SavedTensor]:
+        """The saved values with their version bookkeeping, as observers get them."""
+        tracked = {check[0]: check for check in self.checks}
+        items = []
+        for i, value in enumerate(self.saved or ()):
+            check = tracked.get(i)
+            if check is None:
+                items.append(SavedTensor(value, None, 0, None))
+            else:
+                items.append(SavedTensor(value, check[1], check[2], check[3]))
+        return items
 
     # -- identity and lifetime ---------------------------------------------
     @property
@@ -124,10 +135,13 @@ class Node:
         return self.released_at is not None
 
     def release(self, site: str) -> None:
-        """Drop the saved tensors (backward ran without ``retain_graph``)."""
+        """Drop the saved tensors and op state (backward ran without ``retain_graph``)."""
         self.saved = None
+        self.checks = ()
         self.released_at = site
-        self.__dict__.clear()
+        self.shapes = self.args = None
+        if not self.fn.trusted:  # custom Functions may have put arrays on ctx
+            self.__dict__.clear()
 
     def _released_message(self) -> str:
         return (
@@ -137,6 +151,18 @@ class Node:
             "or run the forward again."
         )
 
+    def _inplace_message(self, check: tuple) -> str:
+        _, counter, version, name = check
+        who = repr(name) if name else "an unnamed tensor"
+        return (
+            f"{self.name}: {who}, saved for backward at version {version} "
+            f"by the op at {self.site}, was modified in place by {counter.op or 'an in-place op'}() at "
+            f"{counter.site or '<unknown>'} and is now at version {counter.value}; its "
+            "gradient would be wrong. Use an out-of-place op there, or clone the tensor "
+            "before changing it."
+        )
+
     def __repr__(self) -> str:
         state = "released" if self.released_at else "live"
         return f"<{self.name} {state} from {self.site}>"
+

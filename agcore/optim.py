@@ -39,14 +39,28 @@ class Optimizer:
         return buf
 
     def step(self) -> None:
-        site = user_site(1) if observers else ""
+        """Update every parameter that has a gradient; each update bumps that parameter's version."""
+        site = user_site(1)
+        op = type(self).__name__ + ".step"
         for p in self.params:
             if p.grad is not None:
                 self._update(p, p.grad)
-                p._version.bump(type(self).__name__ + ".step", site)
+                _bump(p, op, site)
 
     def _update(self, p: Tensor, g: Any) -> None:
         raise NotImplementedError
+
+
+def _bump(p: Tensor, op: str, site: str) -> None:
+    """Record an optimizer's in-place change of ``p``: graphs that saved ``p`` before it can tell."""
+    counter = p._version
+    if counter is None:
+        counter = p._counter()
+    counter.value += 1
+    counter.op = op
+    counter.site = site
+    if observers:
+        announce("on_inplace", p, op, counter.value, site)
 
 
 class SGD(Optimizer):
@@ -56,6 +70,26 @@ class SGD(Optimizer):
         super().__init__(params, lr)
         self.momentum = momentum
         self.weight_decay = weight_decay
+
+    def step(self) -> None:
+        """``p -= lr * g`` (with momentum and weight decay when set) for every parameter with a gradient."""
+        site = user_site(1)
+        lr, momentum, decay = self.lr, self.momentum, self.weight_decay
+        for p in self.params:
+            g = p.grad
+            if g is None:
+                continue
+            if decay or momentum:
+                self._update(p, g)
+            else:  # the plain case, inlined: it runs once per parameter per step
+                p.data -= lr * g
+            counter = p._version
+            if counter is None or observers:
+                _bump(p, "SGD.step", site)
+            else:  # _bump, inlined
+                counter.value += 1
+                counter.op = "SGD.step"
+                counter.site = site
 
     def _update(self, p: Tensor, g: Any) -> None:
         if self.weight_decay:

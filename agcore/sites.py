@@ -1,35 +1,56 @@
 """Call sites in user code, as "path:line" strings, found cheaply.
 
-The first frame whose module is not agcore (nor memcheck, which watches from
-outside) is the user's line: the place an op, a save or a backward came from.
+The first frame whose code does not live in agcore (nor in memcheck, which
+watches from outside) is the user's line: the place an op, a save or a backward
+came from. Every op records one, so the test is a string prefix check on the
+code's file name, not a lookup of the frame's module.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from types import FrameType
 
-_INTERNAL = frozenset({"agcore", "memcheck"})
+
+def _prefixes() -> tuple[str, ...]:
+    """File-name prefixes of internal code: this package and its sibling memcheck, as imported and absolute."""
+    out = []
+    for here in (os.path.dirname(__file__), os.path.dirname(os.path.abspath(__file__))):
+        for pkg in (here, os.path.join(os.path.dirname(here), "memcheck")):
+            prefix = pkg + os.sep if pkg else ""
+            if prefix and prefix not in out:
+                out.append(prefix)
+    return tuple(out)
+
+
+_INTERNAL = _prefixes()
 
 
 def _is_internal(frame: FrameType) -> bool:
-    return frame.f_globals.get("__name__", "").partition(".")[0] in _INTERNAL
+    return frame.f_code.co_filename.startswith(_INTERNAL)
 
 
 def user_frame(depth: int = 1) -> FrameType | None:
-    """The innermost frame outside agcore and memcheck, starting ``depth`` frames up."""
+    """The innermost frame outside agcore and memcheck, starting at the caller of our caller's ``depth``.
+
+    ``depth=1`` starts at the frame that called the function calling ``user_frame``.
+    """
     frame: FrameType | None = sys._getframe(depth + 1)
-    while frame is not None and _is_internal(frame):
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
         frame = frame.f_back
     return frame
 
 
 def user_site_pair(depth: int = 1) -> tuple[str, int]:
     """``(path, line)`` of the innermost user frame; cheaper than formatting it."""
-    frame = user_frame(depth + 1)
-    if frame is None:
-        return ("<unknown>", 0)
-    return (frame.f_code.co_filename, frame.f_lineno)
+    frame: FrameType | None = sys._getframe(depth + 1)
+    while frame is not None:
+        code = frame.f_code
+        if not code.co_filename.startswith(_INTERNAL):
+            return (code.co_filename, frame.f_lineno)
+        frame = frame.f_back
+    return ("<unknown>", 0)
 
 
 def format_site(pair: tuple[str, int]) -> str:

@@ -12,8 +12,8 @@ import weakref
 from typing import Any
 
 from agcore import backend, scope
-from agcore.errors import LeafInplaceError
-from agcore.node import Version
+from agcore.errors import AgcoreError, LeafInplaceError
+from agcore.version import Version
 from agcore.observe import announce, observers
 from agcore.sites import user_site
 
@@ -39,7 +39,7 @@ class Tensor:
         self.grad: Any = None
         self.grad_fn: Any = None
         self.name = name
-        self._version = Version()
+        self._version: Version | None = None  # made on first need: a save, a view, an in-place change
         if observers:
             announce("on_alloc", data, role or ("param" if requires_grad else "input"), self)
 
@@ -52,7 +52,7 @@ class Tensor:
         t.grad = None
         t.grad_fn = grad_fn
         t.name = None
-        t._version = Version()
+        t._version = None
         return t
 
     # -- properties ---------------------------------------------------------
@@ -83,7 +83,7 @@ class Tensor:
     @property
     def version(self) -> int:
         """How many in-place changes this tensor's storage has seen."""
-        return self._version.value
+        return 0 if self._version is None else self._version.value
 
     @property
     def is_leaf(self) -> bool:
@@ -107,16 +107,21 @@ class Tensor:
     # -- autograd -------------------------------------------------------------
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
-        from agcore.engine import backward
-
-        backward(self, grad, retain_graph)
+        _engine.backward(self, grad, retain_graph)
 
     def detach(self) -> Tensor:
         """A tensor sharing this storage (and its version counter), outside any graph."""
         t = Tensor._make(self.data, None, False)
-        t._version = self._version
+        t._version = self._counter()
         t.name = self.name
         return t
+
+    def _counter(self) -> Version:
+        """This storage's version counter, made now if nothing needed it yet."""
+        counter = self._version
+        if counter is None:
+            counter = self._version = Version()
+        return counter
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Mark a leaf as needing a gradient (in place); returns self."""
@@ -236,22 +241,8 @@ class Tensor:
 
     def _inplace(self, op: str, fn: Any, other: Any) -> Tensor:
         site = user_site(2)
-        if _STATE.grad_enabled and self.requires_grad:
-            if self.grad_fn is None:
-                raise LeafInplaceError(
-                    f"{op}() at {site} changes the leaf {self.name or 'tensor'!s} that requires grad; "
-                    "wrap parameter updates in `with ag.no_grad():`"
-                )
-            # Record the op in the graph: the new node's input is the old history.
-            before = Tensor._make(self.data, self.grad_fn, True)
-            before._version = self._version
-            before.name = self.name
-            out = fn.apply(before, other)
-            if out.shape != self.shape:
-                raise ValueError(f"{op}(): result shape {out.shape} does not match {self.shape}")
-            self.data[...] = out.data
-            out.grad_fn.output = weakref.ref(self)
-            self.grad_fn = out.grad_fn
+        if _STATE.grad_enabled and (self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)):
+            self._record_inplace(op, fn, other, site)
         else:
             value = other.data if isinstance(other, Tensor) else other
             if op == "add_":
@@ -262,10 +253,46 @@ class Tensor:
                 self.data.fill(0)
             else:
                 self.data *= value
-        version = self._version.bump(op, site)
+        version = self._counter().bump(op, site)
         if observers:
             announce("on_inplace", self, op, version, site)
         return self
 
+    def _record_inplace(self, op: str, fn: Any, other: Any, site: str) -> None:
+        """Run ``fn`` out of place on the old value, write the result into this storage, take its node."""
+        who = repr(self.name) if self.name else "a tensor"
+        if self.requires_grad and self.grad_fn is None:
+            raise LeafInplaceError(
+                f"{op}() at {site} changes the leaf {who} that requires grad; "
+                "wrap parameter updates in `with ag.no_grad():`"
+            )
+        if self.grad_fn is not None and backend.base_array(self.data) is not self.data:
+            raise AgcoreError(
+                f"{op}() at {site} changes {who}, a view of another tensor's storage, while recording a "
+                "graph: the other tensor's history would not see the change. Use the out-of-place op "
+                "(x = x + y) instead."
+            )
+        # The new node's input is the old history; it shares this storage and its version counter.
+        counter = self._counter()
+        before = Tensor._make(self.data, self.grad_fn, self.requires_grad)
+        before._version = counter
+        before.name = self.name
+        out = fn.apply(before, other)
+        if out.shape != self.shape:
+            raise ValueError(f"{op}() at {site}: result shape {out.shape} does not match {self.shape}")
+        node = out.grad_fn
+        for check in node.checks:  # the node saved the old value: keep a private copy, it is about to change
+            i = check[0]
+            if check[1] is counter and node.saved[i] is self.data:
+                saved = list(node.saved)
+                saved[i] = saved[i].copy()
+                node.saved = tuple(saved)
+                node.checks = tuple(c for c in node.checks if c is not check)
+        self.data[...] = out.data
+        node.output = weakref.ref(self)
+        self.grad_fn = node
+        self.requires_grad = True
 
-from agcore import ops as _ops  # noqa: E402  (ops need Tensor defined first)
+
+from agcore import engine as _engine  # noqa: E402  (engine and ops need Tensor defined first)
+from agcore import ops as _ops  # noqa: E402

@@ -9,6 +9,12 @@ reference was made (the culprit) and where it was found dangling::
 
     edge = memcheck.foreign.weak_edge(child, label="child of mul")
     child = edge()          # None, and a finding, if the child died
+
+A buffer pool or gradient store (seed 002) calls :func:`acquired` when it hands
+a buffer out and :func:`released` when it takes one back; releasing a buffer
+twice, or handing out one that is still out, is reported as ``aliased_buffers``
+with the two lines involved (the second one is the culprit). Without an active
+session every call here costs one check.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class WeakEdge:
     def __init__(self, referent: Any, label: str) -> None:
         self._ref = weakref.ref(referent)
         self.label = label
-        self.made_at = user_stack(0, limit=4)
+        self.made_at = user_stack(0, limit=4) if _session() is not None else []
 
     def __call__(self) -> Any:
         obj = self._ref()
@@ -84,7 +90,7 @@ class SavedRef:
         self.container = container
         self.snapshot = [id(x) for x in container]
         self.label = label
-        self.made_at = user_stack(0, limit=4)
+        self.made_at = user_stack(0, limit=4) if _session() is not None else []
 
     def get(self) -> Any:
         """The container; reports a dangling reference when its contents changed since saving."""
@@ -103,3 +109,77 @@ class SavedRef:
 def saved_ref(container: Any, label: str) -> SavedRef:
     """Wrap a container kept for backward so that a later mutation by the caller is reported."""
     return SavedRef(container, label)
+
+
+# -- buffer pools (seed 002) ---------------------------------------------------------------
+
+_OUT, _FREE = "handed out", "released"
+#: per session: id(buffer) -> [weakref(buffer), state, stack of the last hand-out or release]
+_POOLS: weakref.WeakKeyDictionary[Any, dict[int, list[Any]]] = weakref.WeakKeyDictionary()
+
+
+def acquired(buf: Any, owner: str | None = None) -> None:
+    """A pool handed ``buf`` out; handing out a buffer that is already out is reported."""
+    _pool_event(buf, _OUT, owner)
+
+
+def released(buf: Any, owner: str | None = None) -> None:
+    """A pool took ``buf`` back; taking back a buffer already released is reported."""
+    _pool_event(buf, _FREE, owner)
+
+
+def _pool_event(buf: Any, state: str, owner: str | None) -> None:
+    session = _session()
+    if session is None:
+        return
+    pool = _POOLS.setdefault(session, {})
+    stack = user_stack(1, limit=4)
+    entry = pool.get(id(buf))
+    if entry is not None and entry[0]() is buf and entry[1] == state:
+        _report_pool(session, buf, state, owner, stack, entry[2])
+    try:
+        ref = weakref.ref(buf)
+    except TypeError:  # not weak-referenceable (a bytearray, say): track by id only
+        ref = (lambda b: lambda: b)(buf)
+    pool[id(buf)] = [ref, state, stack]
+
+
+def _report_pool(session: Any, buf: Any, state: str, owner: str | None, now: list[str], before: list[str]) -> None:
+    nbytes = int(getattr(buf, "nbytes", 0) or 0)
+    pointer = _pointer(buf)
+    for f in session.reported:  # the same buffer again (every iteration, say): count it once
+        if f.kind == "aliased_buffers" and f.evidence.get("pointer") == pointer and f.sites[:1] == now[:1]:
+            f.evidence["occurrences"] = f.evidence.get("occurrences", 1) + 1
+            return
+    what = "released twice" if state == _FREE else "handed out twice"
+    session.report(
+        Finding(
+            kind="aliased_buffers",
+            severity="error",
+            message=(
+                f"A pool buffer ({nbytes} bytes{', ' + repr(owner) if owner else ''}) was {what}: at "
+                f"{now[0] if now else '<unknown>'}, and before at {before[0] if before else '<unknown>'} with "
+                "no hand-out (or release) in between. The pool will give the same memory to two owners, which "
+                "then read each other's numbers. Release each buffer exactly once, by its one owner."
+            ),
+            owner=owner,
+            sites=unique(now + before),
+            bytes=nbytes,
+            evidence={"what": what, "pointer": pointer, "buffer_bytes": nbytes, "occurrences": 1},
+        )
+    )
+
+
+def _pointer(buf: Any) -> int:
+    """The address of an array's data (NumPy or CuPy), else the object's id."""
+    try:
+        from agcore import backend
+
+        return int(backend.data_pointer(buf))
+    except Exception:  # not an array agcore knows
+        return id(buf)
+
+
+def check(session: Any) -> None:
+    """Called by ``Session.check()``. Pool events are judged as they happen, so nothing is pending;
+    the pool table lives as long as the session (weakly keyed) so a later check sees the same state."""

@@ -9,32 +9,87 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
+import numpy
+
 from agcore import backend
+from agcore.sites import format_site
 
 ROLES = ("param", "input", "activation", "grad", "optimizer_state")
 
 
-@dataclass(slots=True, eq=False)
-class BufferRecord:
-    """One buffer: what it is, who owns it, where and when it was born and died."""
+_ndarray = numpy.ndarray
+_new_ref = weakref.ref
+_DTYPE_NAMES: dict[Any, str] = {}
 
-    id: int
-    bytes: int
-    shape: tuple[int, ...]
-    dtype: str
-    device: str
-    role: str
-    owner: str | None
-    graph: str | None
-    site: str
-    birth_iter: int
-    death_iter: int | None = None
-    is_view: bool = False
-    tensor_ref: Any = field(default=None, repr=False)
-    array_id: int = field(default=0, repr=False)
+
+def _dtype_name(dtype: Any) -> str:
+    """``str(dtype)``, cached: NumPy builds that string in Python, several microseconds a call."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
+
+
+class BufferRecord:
+    """One buffer: what it is, who owns it, where and when it was born and died.
+
+    Made inside every op while a session watches, so construction only stores what
+    it is given; the dtype string and the ``path:line`` site are formatted on first read.
+    """
+
+    __slots__ = (
+        "id", "bytes", "shape", "_dtype", "device", "role", "owner", "graph", "_site",
+        "birth_iter", "death_iter", "is_view", "tensor_ref", "array_id",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        id: int,  # noqa: A002  (the record's number, as in the JSON)
+        bytes: int,  # noqa: A002
+        shape: tuple[int, ...],
+        dtype: Any,
+        device: str,
+        role: str,
+        owner: str | None,
+        graph: str | None,
+        site: str | tuple[str, int],
+        birth_iter: int,
+        death_iter: int | None = None,
+        is_view: bool = False,
+        tensor_ref: Any = None,
+        array_id: int = 0,
+    ) -> None:
+        self.id = id
+        self.bytes = bytes
+        self.shape = shape
+        self._dtype = dtype
+        self.device = device
+        self.role = role
+        self.owner = owner
+        self.graph = graph
+        self._site = site
+        self.birth_iter = birth_iter
+        self.death_iter = death_iter
+        self.is_view = is_view
+        self.tensor_ref = tensor_ref
+        self.array_id = array_id
+
+    @property
+    def dtype(self) -> str:
+        d = self._dtype
+        if type(d) is not str:
+            d = self._dtype = _dtype_name(d)
+        return d
+
+    @property
+    def site(self) -> str:
+        """Birth site, ``path:line`` in user code."""
+        s = self._site
+        if type(s) is not str:
+            s = self._site = format_site(s)
+        return s
 
     @property
     def alive(self) -> bool:
@@ -62,13 +117,20 @@ class BufferRecord:
             "is_view": self.is_view,
         }
 
+    def __repr__(self) -> str:
+        state = "live" if self.death_iter is None else f"died at iteration {self.death_iter}"
+        return (
+            f"<BufferRecord #{self.id} {self.role} {self.owner_name() or '<unnamed>'} {self.bytes} bytes "
+            f"{self.dtype}{list(self.shape)} from {self.site}, born at iteration {self.birth_iter}, {state}>"
+        )
 
-@dataclass(slots=True)
-class SiteTotal:
-    """Buffers born at one site with one role that have died."""
 
-    count: int = 0
-    bytes: int = 0
+# positions in a ledger entry (BufferRecord's constructor order, then the array's weakref)
+_BYTES, _ROLE, _SITE, _DEATH, _ARRAY_ID, _REF = 1, 5, 8, 10, 13, 14
+
+
+def _record(entry: list[Any]) -> BufferRecord:
+    return BufferRecord(*entry[:_REF])
 
 
 class Ledger:
@@ -76,76 +138,102 @@ class Ledger:
 
     def __init__(self, keep_dead: int = 1000) -> None:
         self._next_id = 1
-        # id(weakref to the array) -> (weakref, record); arrays are unhashable, weakrefs to them too
-        self.live: dict[int, tuple[Any, BufferRecord]] = {}
+        # id(weakref to the array) -> entry; arrays are unhashable, weakrefs to them too. An entry
+        # is a list in BufferRecord's field order plus the weakref (_REF): a list costs a quarter
+        # of an object to make, and the record is built only when someone reads it.
+        self.live: dict[int, list[Any]] = {}
         self._by_array: dict[int, Any] = {}  # id(array) -> weakref, for one record per buffer
-        self.recent_dead: deque[BufferRecord] = deque(maxlen=keep_dead)
-        self.dead_by_site: dict[tuple[str, str], SiteTotal] = {}
+        self.recent_dead: deque[list[Any]] = deque(maxlen=keep_dead)
+        self.dead_by_site: dict[tuple[Any, str], list[int]] = {}  # (site, role) -> [count, bytes]
         self.live_bytes_by_role: dict[str, int] = dict.fromkeys(ROLES, 0)
         self.total_records = 0
         self.iteration = 0
-        self.on_death: Any = None  # callable(record), set by the session
+        self.on_death: Any = None  # callable(record), set by the watcher while the cyclic gc runs
+        self._died_cb = self._died  # one bound method, not one per record
 
-    def add(self, array: Any, role: str, tensor: Any, site: str, graph: str | None) -> BufferRecord | None:
-        """Record a new buffer; the same array announced twice keeps its first record."""
+    def add(self, array: Any, role: str, tensor: Any, site: str | tuple[str, int], graph: str | None) -> bool:
+        """Record a new buffer (True); the same array announced twice keeps its first record (False).
+
+        ``site`` is ``"path:line"`` or a ``(path, line)`` pair (formatted when first read).
+        """
         key = id(array)
-        known = self._by_array.get(key)
+        by_array = self._by_array
+        known = by_array.get(key)
         if known is not None and known() is array:
-            return None
+            return False
         is_view = array.base is not None
-        nbytes = 0 if is_view else int(array.nbytes)
-        rec = BufferRecord(
-            id=self._next_id,
-            bytes=nbytes,
-            shape=tuple(array.shape),
-            dtype=str(array.dtype),
-            device=backend.device_of(array),
-            role=role,
-            owner=getattr(tensor, "name", None),
-            graph=graph,
-            site=site,
-            birth_iter=self.iteration,
-            is_view=is_view,
-            tensor_ref=weakref.ref(tensor) if tensor is not None else None,
-            array_id=key,
-        )
-        self._next_id += 1
+        nbytes = 0 if is_view else array.nbytes
+        rid = self._next_id
+        self._next_id = rid + 1
+        if tensor is not None:
+            owner = getattr(tensor, "name", None)
+            tref = _new_ref(tensor)
+        else:
+            owner = tref = None
+        ref = _new_ref(array, self._died_cb)
+        self.live[id(ref)] = [
+            rid,
+            nbytes,
+            array.shape,
+            array.dtype,
+            "cpu" if type(array) is _ndarray else backend.device_of(array),
+            role,
+            owner,
+            graph,
+            site,
+            self.iteration,
+            None,
+            is_view,
+            tref,
+            key,
+            ref,
+        ]
         self.total_records += 1
-        ref = weakref.ref(array, self._died)
-        self.live[id(ref)] = (ref, rec)
-        self._by_array[key] = ref
-        self.live_bytes_by_role[role] = self.live_bytes_by_role.get(role, 0) + nbytes
-        return rec
+        by_array[key] = ref
+        by_role = self.live_bytes_by_role
+        by_role[role] = by_role.get(role, 0) + nbytes
+        return True
 
     def _died(self, ref: Any) -> None:
         entry = self.live.pop(id(ref), None)
         if entry is None:
             return
-        rec = entry[1]
-        if self._by_array.get(rec.array_id) is ref:
-            del self._by_array[rec.array_id]
-        rec.death_iter = self.iteration
-        self.live_bytes_by_role[rec.role] -= rec.bytes
-        total = self.dead_by_site.get((rec.site, rec.role))
+        by_array = self._by_array
+        key = entry[_ARRAY_ID]
+        if by_array.get(key) is ref:
+            del by_array[key]
+        entry[_DEATH] = self.iteration
+        entry[_REF] = None
+        role = entry[_ROLE]
+        nbytes = entry[_BYTES]
+        self.live_bytes_by_role[role] -= nbytes
+        site_key = (entry[_SITE], role)
+        total = self.dead_by_site.get(site_key)
         if total is None:
-            total = self.dead_by_site[(rec.site, rec.role)] = SiteTotal()
-        total.count += 1
-        total.bytes += rec.bytes
-        self.recent_dead.append(rec)
+            self.dead_by_site[site_key] = [1, nbytes]
+        else:
+            total[0] += 1
+            total[1] += nbytes
+        self.recent_dead.append(entry)
         if self.on_death is not None:
-            self.on_death(rec)
+            self.on_death(_record(entry))
 
     # -- views ------------------------------------------------------------------
     def live_records(self) -> list[BufferRecord]:
-        return [rec for _, rec in list(self.live.values())]
+        return [_record(entry) for entry in list(self.live.values())]
+
+    def dead_records(self) -> list[BufferRecord]:
+        """The most recent records whose buffers died (at most ``keep_dead``), oldest first."""
+        return [_record(entry) for entry in list(self.recent_dead)]
 
     def live_arrays(self) -> list[tuple[Any, BufferRecord]]:
         """``(array, record)`` for every buffer still alive."""
         out = []
-        for ref, rec in list(self.live.values()):
-            arr = ref()
+        for entry in list(self.live.values()):
+            ref = entry[_REF]
+            arr = ref() if ref is not None else None
             if arr is not None:
-                out.append((arr, rec))
+                out.append((arr, _record(entry)))
         return out
 
     @property
@@ -157,7 +245,7 @@ class Ledger:
 
     def __iter__(self):  # live records first, then the recent dead ones
         yield from self.live_records()
-        yield from list(self.recent_dead)
+        yield from self.dead_records()
 
     def summary(self) -> dict[str, Any]:
         return {

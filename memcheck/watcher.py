@@ -13,19 +13,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agcore.observe import Observer
-from agcore.sites import format_site, user_site
+from agcore.sites import format_site, user_site, user_site_pair
+from agcore.tensor import Tensor
 from memcheck.ledger import BufferRecord, Ledger
 
+_new_ref = weakref.ref
 
-@dataclass(slots=True, eq=False)
+
 class NodeInfo:
     """What memcheck remembers of a live graph node."""
 
-    birth_iter: int
-    site_pair: tuple[str, int]
-    op: str
-    graph: str | None
-    out_bytes: int
+    __slots__ = ("birth_iter", "site_pair", "fn", "graph", "out_bytes", "released")
+
+    def __init__(
+        self,
+        birth_iter: int,
+        site_pair: tuple[str, int],
+        fn: Any,
+        graph: str | None,
+        out_bytes: int,
+        released: bool = False,
+    ) -> None:
+        self.birth_iter = birth_iter
+        self.site_pair = site_pair
+        self.fn = fn
+        self.graph = graph
+        self.out_bytes = out_bytes
+        self.released = released  # backward freed its saved tensors
+
+    @property
+    def op(self) -> str:
+        return self.fn.__name__
 
 
 @dataclass
@@ -53,17 +71,26 @@ class Events:
 
 
 class Watcher(Observer):
-    """Feeds a :class:`Ledger` and a node table from agcore's announcements."""
+    """Feeds a :class:`Ledger` and a node table from agcore's announcements.
+
+    Every ``on_*`` method runs inside an op, so each stores raw values (a site as a
+    ``(path, line)`` pair, a dtype object) and leaves formatting to whoever reads them.
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self.nodes: dict[Any, NodeInfo] = {}  # weakref(node) -> info
+        self.nodes: dict[Any, tuple] = {}  # weakref(node) -> NodeInfo's fields
+        # nodes made minus nodes whose saved tensors backward released: while it is 0 no node
+        # can hold a saved tensor, and an in-place change (every optimizer step) needs no scan
+        self._unreleased = 0
         self.events = Events()
-        self.leaves: dict[Any, tuple[str, int]] = {}  # weakref(leaf tensor) -> (site, order)
-        self.grad_writes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        # weakref(leaf tensor) -> [birth site, order, gradient writes by backward]
+        self.leaves: dict[Any, list[Any]] = {}
         self.in_gc = False
         self._backward_site = "<unknown>"
-        ledger.on_death = self._buffer_died
+        self._add = ledger.add
+        self._node_died_cb = self._node_died
+        self._leaf_died_cb = self._leaf_died
 
     # -- lifetime of the watch ---------------------------------------------------
     def start(self) -> None:
@@ -72,9 +99,14 @@ class Watcher(Observer):
     def stop(self) -> None:
         if self._gc_phase in gc.callbacks:
             gc.callbacks.remove(self._gc_phase)
+        self.in_gc = False
+        self.ledger.on_death = None
 
     def _gc_phase(self, phase: str, info: dict) -> None:
+        # Deaths are only looked at while the cyclic collector runs: outside it the ledger
+        # calls nothing per death.
         self.in_gc = phase == "start"
+        self.ledger.on_death = self._buffer_died if self.in_gc else None
 
     def _buffer_died(self, rec: BufferRecord) -> None:
         if self.in_gc:
@@ -90,41 +122,62 @@ class Watcher(Observer):
                 role = "param" if obj.requires_grad else "input"
                 site = "<before watch>"
                 self.ledger.add(obj.data, role, obj, site, None)
-                self.leaves[weakref.ref(obj, self._leaf_died)] = (site, len(self.leaves))
+                self._add_leaf(obj, site)
                 if obj.grad is not None:
                     self.ledger.add(obj.grad, "grad", obj, site, None)
+
+    def _add_leaf(self, tensor: Any, site: Any) -> None:
+        self.leaves[_new_ref(tensor, self._leaf_died_cb)] = [site, len(self.leaves), 0]
 
     # -- agcore events -------------------------------------------------------------
     def on_alloc(self, array: Any, role: str, owner: Any) -> None:
         if role == "activation":
-            node = getattr(owner, "grad_fn", None)
+            node = owner.grad_fn
             if node is not None:
-                site = format_site(node.site_pair)
-                graph = node.graph.name
+                self._add(array, role, owner, node.site_pair, node.graph.name)
             else:
-                site, graph = user_site(1), None
-        elif role == "grad":
-            site, graph = self._backward_site, None
-        else:
-            site, graph = user_site(1), None
-        tensor = owner if hasattr(owner, "grad_fn") else None
-        self.ledger.add(array, role, tensor, site, graph)
-        if tensor is not None and role in ("param", "input"):
-            self.leaves[weakref.ref(tensor, self._leaf_died)] = (site, len(self.leaves))
+                self._add(array, role, owner, user_site_pair(1), None)
+            return
+        if role == "grad":
+            self._add(array, role, owner, self._backward_site, None)
+            return
+        site = user_site_pair(1)
+        tensor = owner if isinstance(owner, Tensor) else None
+        self._add(array, role, tensor, site, None)
+        if tensor is not None and (role == "param" or role == "input"):
+            self._add_leaf(tensor, site)
 
     def _leaf_died(self, ref: Any) -> None:
         self.leaves.pop(ref, None)
 
     def on_grad(self, tensor: Any, array: Any, first: bool) -> None:
-        self.grad_writes[tensor] = self.grad_writes.get(tensor, 0) + 1
+        entry = self.leaves.get(_new_ref(tensor))
+        if entry is not None:
+            entry[2] += 1
+
+    def grad_writes(self, tensor: Any) -> int:
+        """How many times backward wrote ``tensor.grad`` during the watch (0 for unknown tensors)."""
+        entry = self.leaves.get(_new_ref(tensor))
+        return entry[2] if entry is not None else 0
 
     def on_node(self, node: Any, output: Any) -> None:
-        self.nodes[weakref.ref(node, self._node_died)] = NodeInfo(
-            self.ledger.iteration, node.site_pair, node.fn.__name__, node.graph.name, int(output.data.nbytes)
+        # a plain tuple in NodeInfo's field order; live_nodes() builds the NodeInfo
+        self.nodes[_new_ref(node, self._node_died_cb)] = (
+            self.ledger.iteration, node.site_pair, node.fn, node.graph.name, output.data.nbytes, False
         )
+        self._unreleased += 1
+
+    def on_saved_released(self, node: Any, site: str) -> None:
+        ref = _new_ref(node)
+        info = self.nodes.get(ref)
+        if info is not None and not info[5]:
+            self.nodes[ref] = info[:5] + (True,)
+            self._unreleased -= 1
 
     def _node_died(self, ref: Any) -> None:
-        self.nodes.pop(ref, None)
+        info = self.nodes.pop(ref, None)
+        if info is not None and not info[5]:
+            self._unreleased -= 1
 
     def on_backward_begin(self, root: Any, retain_graph: bool) -> None:
         self.events.backward_calls += 1
@@ -132,13 +185,14 @@ class Watcher(Observer):
 
     def on_inplace(self, tensor: Any, op: str, version: int, site: str) -> None:
         counter = tensor._version
+        if counter is None or self._unreleased <= 0:
+            return
         for ref in list(self.nodes):
             node = ref()
-            saved = getattr(node, "saved", None)
-            if not saved:
+            if node is None or not node.saved:
                 continue
-            for item in saved:
-                if item.counter is counter and item.version != version:
+            for item in _saved_items(node):
+                if item is not None and getattr(item, "counter", None) is counter and item.version != version:
                     self.events.inplace.append(
                         InplaceEvent(
                             owner=tensor.name,
@@ -159,14 +213,23 @@ class Watcher(Observer):
         for ref, info in list(self.nodes.items()):
             node = ref()
             if node is not None:
-                out.append((node, info))
+                out.append((node, NodeInfo(*info)))
         return out
 
     def live_leaves(self) -> list[tuple[Any, str, int]]:
         """``(tensor, birth site, order)`` for every leaf tensor still alive."""
         out = []
-        for ref, (site, order) in list(self.leaves.items()):
+        for ref, entry in list(self.leaves.items()):
             t = ref()
             if t is not None:
-                out.append((t, site, order))
+                site = entry[0]
+                if type(site) is not str:
+                    site = entry[0] = format_site(site)
+                out.append((t, site, entry[1]))
         return out
+
+
+def _saved_items(node: Any) -> Any:
+    """A node's saved values with their version counters (``SavedTensor``-like items)."""
+    items = getattr(node, "saved_items", None)
+    return items() if items is not None else node.saved

@@ -18,7 +18,10 @@ def shape_of(x: Any) -> tuple[int, ...]:
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
-    """Sum ``grad`` over the axes NumPy broadcasting added, back to ``shape``."""
+    """Sum ``grad`` over the axes NumPy broadcasting added, back to ``shape``.
+
+    Returns ``grad`` itself when nothing was broadcast, else a fresh array (never a view).
+    """
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
@@ -27,4 +30,6 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
-    return grad.reshape(shape)
+    if grad.shape != shape:
+        grad = grad.reshape(shape)
+    return grad

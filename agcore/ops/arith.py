@@ -1,4 +1,8 @@
-"""Arithmetic primitives: + - * / ** unary minus and @, with broadcasting."""
+"""Arithmetic primitives: + - * / ** unary minus and @, with broadcasting.
+
+Forward keeps only what backward needs: input shapes (to undo broadcasting) and,
+for products, the other operand, saved only when the gradient that uses it is needed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ from typing import Any
 
 from agcore import backend
 from agcore.function import Function
-from agcore.ops._util import shape_of, unbroadcast, val
+from agcore.ops._util import unbroadcast
+from agcore.tensor import Tensor
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return getattr(x, "shape", ())
 
 
 class Add(Function):
@@ -14,8 +23,10 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
-        return val(a) + val(b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        ctx.shapes = (_shape(ad), _shape(bd))
+        return ad + bd
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
@@ -29,8 +40,10 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
-        return val(a) - val(b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        ctx.shapes = (_shape(ad), _shape(bd))
+        return ad - bd
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
@@ -44,10 +57,12 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        na, nb = ctx.needs_input_grad[:2]
-        ctx.shapes = (shape_of(a), shape_of(b))
+        na, nb = ctx.needs_input_grad
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        ctx.shapes = (_shape(ad), _shape(bd))
         ctx.save_for_backward(b if na else None, a if nb else None)
-        return val(a) * val(b)
+        return ad * bd
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
@@ -63,9 +78,11 @@ class Div(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
         nb = ctx.needs_input_grad[1]
-        ctx.shapes = (shape_of(a), shape_of(b))
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        ctx.shapes = (_shape(ad), _shape(bd))
         ctx.save_for_backward(a if nb else None, b)
-        return val(a) / val(b)
+        return ad / bd
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
@@ -82,8 +99,10 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
-        out = val(a) ** val(b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        ctx.shapes = (_shape(ad), _shape(bd))
+        out = ad**bd
         ctx.save_for_backward(a, b, out if ctx.needs_input_grad[1] else None)
         return out
 
@@ -114,9 +133,10 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        na, nb = ctx.needs_input_grad[:2]
+        na, nb = ctx.needs_input_grad
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
         ctx.save_for_backward(b if na else None, a if nb else None)
-        ad, bd = val(a), val(b)
         ctx.shapes = (ad.shape, bd.shape)
         return ad @ bd
 

@@ -22,7 +22,7 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx: Any, x: Any, axis: int = -1) -> Any:
         out = _log_softmax(x.data, axis)
-        ctx.axis = axis
+        ctx.args = axis
         ctx.save_for_backward(out)
         return out
 
@@ -30,7 +30,7 @@ class LogSoftmax(Function):
     def backward(ctx: Any, g: Any) -> Any:
         (out,) = ctx.saved_tensors
         xp = backend.xp_of(g)
-        return g - xp.exp(out) * g.sum(axis=ctx.axis, keepdims=True)
+        return g - xp.exp(out) * g.sum(axis=ctx.args, keepdims=True)
 
 
 class CrossEntropy(Function):
@@ -43,7 +43,7 @@ class CrossEntropy(Function):
         x = logits.data
         t = val(targets)
         xp = backend.xp_of(x)
-        t = xp.asarray(t)
+        t = xp.array(t, copy=True)  # a private copy: the caller may reuse its targets array
         if x.ndim != 2 or t.shape != (x.shape[0],):
             raise ValueError(
                 f"cross_entropy wants logits (N, C) and integer targets (N,), got {x.shape} and {t.shape}"
@@ -51,15 +51,16 @@ class CrossEntropy(Function):
         if t.dtype.kind not in "iu":
             raise TypeError(f"cross_entropy targets must be integers, got dtype {t.dtype}")
         logp = _log_softmax(x, 1)
-        rows = xp.arange(x.shape[0])
+        n = x.shape[0]
+        rows = xp.arange(n)
         ctx.save_for_backward(logp)
-        ctx.picks = (rows, t)
-        return xp.asarray(-logp[rows, t].mean(), dtype=x.dtype)
+        ctx.args = (rows, t)
+        return xp.asarray(-logp[rows, t].sum() / n, dtype=x.dtype)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         (logp,) = ctx.saved_tensors
-        rows, t = ctx.picks
+        rows, t = ctx.args
         xp = backend.xp_of(logp)
         grad = xp.exp(logp)
         grad[rows, t] -= 1
@@ -74,18 +75,20 @@ class MSELoss(Function):
 
     @staticmethod
     def forward(ctx: Any, pred: Any, target: Any) -> Any:
-        diff = val(pred) - val(target)
-        ctx.shapes = (shape_of(pred), shape_of(target))
+        pd = pred.data if isinstance(pred, Tensor) else pred
+        td = target.data if isinstance(target, Tensor) else target
+        diff = pd - td
+        ctx.shapes = (getattr(pd, "shape", ()), getattr(td, "shape", ()))
         ctx.save_for_backward(diff)
         xp = backend.xp_of(diff)
-        return xp.asarray((diff * diff).mean(), dtype=diff.dtype)
+        return xp.asarray(xp.vdot(diff, diff) / diff.size, dtype=diff.dtype)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         (diff,) = ctx.saved_tensors
         np_, nt = ctx.needs_input_grad
         sp, st = ctx.shapes
-        grad = diff * (2.0 * g / diff.size)
+        grad = diff * (2.0 * float(g) / diff.size)  # one array op: the scale is a Python float
         return (
             unbroadcast(grad, sp) if np_ else None,
             unbroadcast(-grad, st) if nt else None,

@@ -32,8 +32,7 @@ class Sum(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
         ctx.args = (a.data.shape, axis, keepdims)
-        xp = backend.xp_of(a.data)
-        return xp.asarray(a.data.sum(axis=axis, keepdims=keepdims))
+        return a.data.sum(axis=axis, keepdims=keepdims)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
@@ -51,8 +50,7 @@ class Mean(Function):
         for ax in _axes(axis, len(shape)):
             count *= shape[ax]
         ctx.args = (shape, axis, keepdims, count)
-        xp = backend.xp_of(a.data)
-        return xp.asarray(a.data.mean(axis=axis, keepdims=keepdims))
+        return a.data.mean(axis=axis, keepdims=keepdims)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
@@ -66,8 +64,7 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        xp = backend.xp_of(a.data)
-        out = xp.asarray(a.data.max(axis=axis, keepdims=keepdims))
+        out = backend.xp_of(a.data).asarray(a.data.max(axis=axis, keepdims=keepdims))
         ctx.args = (a.data.shape, axis, keepdims)
         ctx.save_for_backward(a, out)
         return out

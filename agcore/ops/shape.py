@@ -10,29 +10,35 @@ from agcore.tensor import Tensor
 
 
 class Reshape(Function):
+    """A view when NumPy can make one (then it shares the input's version counter), else a copy."""
+
     trusted = True
+    view = True
 
     @staticmethod
     def forward(ctx: Any, a: Any, shape: tuple = ()) -> Any:
-        ctx.in_shape = a.data.shape
+        ctx.args = a.data.shape
         return a.data.reshape(shape)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        return g.reshape(ctx.in_shape)
+        return g.reshape(ctx.args)
 
 
 class Transpose(Function):
+    """A view of the input: it shares the input's version counter."""
+
     trusted = True
+    view = True
 
     @staticmethod
     def forward(ctx: Any, a: Any, axes: Any = None) -> Any:
-        ctx.axes = axes
+        ctx.args = axes
         return a.data.transpose(axes) if axes is not None else a.data.T
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        axes = ctx.axes
+        axes = ctx.args
         if axes is None:
             return g.T
         inverse = [0] * len(axes)
@@ -46,11 +52,18 @@ def _is_advanced(index: Any) -> bool:
     return any(backend.is_array(p) or isinstance(p, list) for p in parts)
 
 
+def _plain_part(part: Any) -> Any:
+    """A Tensor or array index becomes a private copy of its array: backward must not see later changes."""
+    if isinstance(part, Tensor):
+        part = part.data
+    return part.copy() if backend.is_array(part) else part
+
+
 def _plain_index(index: Any) -> Any:
-    """Tensors used as indices become their arrays."""
+    """Tensors used as indices become (copies of) their arrays."""
     if isinstance(index, tuple):
-        return tuple(p.data if isinstance(p, Tensor) else p for p in index)
-    return index.data if isinstance(index, Tensor) else index
+        return tuple(_plain_part(p) for p in index)
+    return _plain_part(index)
 
 
 class Index(Function):
@@ -62,8 +75,8 @@ class Index(Function):
     def forward(ctx: Any, a: Any, index: Any = None) -> Any:
         ctx.args = (a.data.shape, a.data.dtype, index)
         out = a.data[index]
-        # a view would alias the input's storage; an op output owns its buffer
-        return out.copy() if out.base is not None else backend.xp_of(a.data).asarray(out)
+        # a view would alias the input's storage; an indexing result owns its buffer
+        return out.copy() if getattr(out, "base", None) is not None else out
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
@@ -113,13 +126,13 @@ class Stack(Function):
     @staticmethod
     def forward(ctx: Any, *tensors: Any, axis: int = 0) -> Any:
         datas = [t.data if isinstance(t, Tensor) else t for t in tensors]
-        ctx.axis = axis
+        ctx.args = axis
         return backend.xp_of(datas[0]).stack(datas, axis=axis)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         xp = backend.xp_of(g)
-        parts = xp.moveaxis(g, ctx.axis, 0)
+        parts = xp.moveaxis(g, ctx.args, 0)
         return tuple(parts[i] if need else None for i, need in enumerate(ctx.needs_input_grad))
 
 

@@ -1,4 +1,9 @@
-"""Elementwise primitives: exp, log, tanh, relu, sigmoid."""
+"""Elementwise primitives: exp, log, tanh, relu, sigmoid.
+
+Where the derivative is a function of the output (exp, tanh, relu, sigmoid) the
+output is saved rather than the input: one array kept either way, and the output
+is the one later ops keep alive anyway.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +69,7 @@ class Relu(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (out,) = ctx.saved_tensors
-        return g * (out > 0)
+        return g * out.astype(bool)  # out >= 0, so nonzero is "> 0"; the cast is cheaper than a compare
 
 
 class Sigmoid(Function):

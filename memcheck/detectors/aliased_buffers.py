@@ -88,6 +88,8 @@ def _data_findings(session: Session) -> list[Finding]:
     for arr, rec in session.ledger.live_arrays():
         if not backend.is_array(arr) or arr.nbytes == 0:
             continue
+        if rec.tensor_ref is None or rec.tensor_ref() is None:
+            continue  # no live tensor holds this buffer any more: not two tensors sharing memory
         rows.append((backend.base_array(arr), rec))
     rows.sort(key=lambda r: _interval(r[0])[0])
     findings = []

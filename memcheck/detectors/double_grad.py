@@ -36,7 +36,7 @@ def detect(session: Session) -> list[Finding]:
         names = [t.name or f"<unnamed leaf from {s}>" for t, s, _ in with_grad]
         grad_bytes = [int(t.grad.nbytes) for t, _, _ in with_grad]
         wasted = sum(grad_bytes) - max(grad_bytes)
-        unused = [n for (t, _, _), n in zip(with_grad, names) if not writes.get(t)]
+        unused = [n for (t, _, _), n in zip(with_grad, names) if not writes(t)]
         owner = names[-1]
         storage_bytes = int(backend.base_array(with_grad[0][0].data).nbytes)
         findings.append(

@@ -7,6 +7,7 @@ when such an error escapes a watched block it becomes a finding with its sites.
 
 from __future__ import annotations
 
+import os
 import re
 import traceback as _tb
 
@@ -17,12 +18,14 @@ from memcheck.findings import Finding
 _SITE = re.compile(r"(?:created at|called at|by the op at|at) (\S+:\d+)")
 
 
+_PKG = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_INTERNAL = tuple(os.path.join(_PKG, name) + os.sep for name in ("agcore", "memcheck"))
+
+
 def _user_frames(exc: BaseException) -> list[str]:
     """Sites in the traceback outside agcore and memcheck, innermost first."""
     frames = _tb.extract_tb(exc.__traceback__)
-    sites = [
-        f"{f.filename}:{f.lineno}" for f in frames if "/agcore/" not in f.filename and "/memcheck/" not in f.filename
-    ]
+    sites = [f"{f.filename}:{f.lineno}" for f in frames if not os.path.abspath(f.filename).startswith(_INTERNAL)]
     return list(reversed(sites))
 
 

@@ -32,17 +32,21 @@ def _series(samples: list[dict[str, Any]], key: str, role: str | None = None) ->
 
 
 def _after_warmup(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Samples after the warm-up, one per iteration (the latest: the exit sample repeats the last)."""
     if not samples:
         return []
     last = samples[-1]["iteration"]
     start = last * WARMUP_FRACTION
-    return [s for s in samples if s["iteration"] >= start and s["iteration"] > 0]
+    by_iter = {s["iteration"]: s for s in samples if s["iteration"] >= start and s["iteration"] > 0}
+    return [by_iter[k] for k in sorted(by_iter)]
 
 
 def detect(session: Session) -> list[Finding]:
     samples = _after_warmup(session.samples)
     judged = session.growth if session.growth and session.growth.get("certain") else None
     if judged is None:
+        if len(samples) < 2:
+            return []
         x, y = _series(samples, "ledger_total_bytes")
         est = slope.estimate(x, y, MIN_BYTES_PER_ITERATION, noise_floor=8 * MIN_BYTES_PER_ITERATION, min_samples=10)
         if not est.certain:
