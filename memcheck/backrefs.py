@@ -55,15 +55,15 @@ def find_chain(target: Any, max_depth: int = 14, budget_s: float = 3.0) -> list[
     gc.collect()
     while queue and time.perf_counter() < deadline:
         obj = queue.popleft()
-        closure_root = isinstance(obj, types.FunctionType) and depth[id(obj)] >= 3 and obj.__closure__
-        if closure_root or id(obj) in modules or (isinstance(obj, types.FrameType) and id(obj) not in own_frames):
-            chain = [obj]
+        frame = held_by_frame.get(id(obj))
+        if frame is not None:  # a running frame's local: the most telling root, checked first
+            chain = [frame, obj]
             while parent[id(chain[-1])] is not None:
                 chain.append(parent[id(chain[-1])])
             return chain
-        frame = held_by_frame.get(id(obj))
-        if frame is not None:
-            chain = [frame, obj]
+        closure_root = isinstance(obj, types.FunctionType) and depth[id(obj)] >= 3 and obj.__closure__
+        if closure_root or id(obj) in modules or (isinstance(obj, types.FrameType) and id(obj) not in own_frames):
+            chain = [obj]
             while parent[id(chain[-1])] is not None:
                 chain.append(parent[id(chain[-1])])
             return chain

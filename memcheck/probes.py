@@ -39,8 +39,13 @@ def numpy_domain_bytes() -> int | None:
     """Live bytes NumPy allocated (its tracemalloc domain); None when tracemalloc is off."""
     if not tracemalloc.is_tracing():
         return None
-    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
-    return sum(stat.size for stat in snap.statistics("filename"))
+    snap = tracemalloc.take_snapshot()
+    raw = getattr(snap.traces, "_traces", None)  # (domain, size, traceback, ...) tuples
+    if raw is not None:
+        # a sum over the raw traces: ~1 ms per 10k traces, where filter_traces() and
+        # statistics() build objects per trace and cost ~100 ms
+        return sum(t[1] for t in raw if t[0] == NUMPY_DOMAIN)
+    return sum(t.size for t in snap.filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)]).traces)
 
 
 def traced_peak_bytes() -> int | None:

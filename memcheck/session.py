@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import traceback as _tb
+import warnings
 from typing import Any
 
 from agcore import observe
@@ -66,6 +67,7 @@ class Session:
         self.samples_path: str | None = None
         self.growth: dict[str, Any] | None = None
         self.trace_growth: list[SiteGrowth] = []
+        self.trace_span = 1  # iterations the last trace window covered
         self.reported: list[Finding] = []  # from foreign engines and caught agcore errors
         self.unowned: list[dict[str, Any]] = []  # NumPy bytes no tensor owns, by site (trace_sites)
         self._window = TraceWindow()
@@ -73,6 +75,7 @@ class Session:
         self._gpu = probes.CupyProbe()
         self._t0 = 0.0
         self._last_sample_t = 0.0
+        self._sample_cost = 0.0  # seconds the last sample took
         self._started_at = ""
         self._duration = 0.0
         self._active = False
@@ -101,9 +104,21 @@ class Session:
                 self._record_exception(exc)
             self.sample()
             if self._window.is_open:  # before the detectors: growth reads it, and they allocate
+                self.trace_span = max(self.iterations - (self._window.opened_at_iteration or 0), 1)
                 self.unowned = self._reconcile()
                 self.trace_growth = self._window.close() or self.trace_growth
-            self.check()
+            try:
+                self.check()
+            except Exception as err:
+                if exc is None:
+                    raise
+                # the block's own exception is what the user must see; say why findings are missing
+                warnings.warn(
+                    f"memcheck: the detectors failed ({type(err).__name__}: {err}) after the watched block "
+                    f"raised {type(exc).__name__}; this run has no findings",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         finally:
             observe.detach(self.watcher)
             self.watcher.stop()
@@ -127,7 +142,8 @@ class Session:
         self.iterations += 1
         self.ledger.iteration = self.iterations
         if self.sample_every is None:
-            if time.perf_counter() - self._last_sample_t < _AUTO_SAMPLE_SECONDS:
+            # every ~20 ms, and never more than ~10% of the time when a sample is slow (deep mode)
+            if time.perf_counter() - self._last_sample_t < max(_AUTO_SAMPLE_SECONDS, 10 * self._sample_cost):
                 return None
         elif self.iterations % self.sample_every:
             return None
@@ -156,6 +172,7 @@ class Session:
             "gpu_total_bytes": gpu_total,
         }
         self.samples.append(sample)
+        self._sample_cost = time.perf_counter() - now
         if len(self.samples) > _MAX_SAMPLES:  # keep long runs bounded: thin the older half
             half = len(self.samples) // 2
             self.samples = self.samples[:half:2] + self.samples[half:]
@@ -168,6 +185,7 @@ class Session:
 
     def close_trace_window(self) -> list[SiteGrowth]:
         """Stop the window; the lines that grew in it, largest first (kept for the growth finding)."""
+        self.trace_span = max(self.iterations - (self._window.opened_at_iteration or 0), 1)
         rows = self._window.close(keep_tracing=self.trace_sites)
         if self.trace_sites:
             self._window.open(self.iterations)

@@ -17,6 +17,7 @@ from typing import Any
 from memcheck.probes import NUMPY_DOMAIN
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_MEMCHECK = _HERE + os.sep
 _SKIP = tuple(
     p
     for p in {
@@ -104,6 +105,8 @@ def growth_between(before: Any, after: Any) -> list[SiteGrowth]:
         for stat in diff:
             if stat.size_diff <= 0:
                 continue
+            if any(f.filename.startswith(_MEMCHECK) for f in stat.traceback):
+                continue  # the checker's own bookkeeping, not the user's growth
             line = _user_line_or_none(stat.traceback)
             if line is None:
                 continue

@@ -12,7 +12,9 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from agcore import backend
 from agcore.observe import Observer
+from agcore.optim import Optimizer
 from agcore.sites import format_site, user_site, user_site_pair
 from agcore.tensor import Tensor
 from memcheck.ledger import BufferRecord, Ledger
@@ -117,6 +119,7 @@ class Watcher(Observer):
         """Record the leaves made before the watch began (a model built outside it)."""
         from agcore.tensor import Tensor
 
+        gc.collect()  # garbage left from before the watch is not this session's cycle
         for obj in gc.get_objects():
             if type(obj) is Tensor and obj.grad_fn is None:
                 role = "param" if obj.requires_grad else "input"
@@ -125,6 +128,11 @@ class Watcher(Observer):
                 self._add_leaf(obj, site)
                 if obj.grad is not None:
                     self.ledger.add(obj.grad, "grad", obj, site, None)
+            elif isinstance(obj, Optimizer):  # its state buffers are live memory too
+                for param, state in list(getattr(obj, "state", {}).items()):
+                    for buf in list(state.values()) if isinstance(state, dict) else ():
+                        if backend.is_array(buf):
+                            self.ledger.add(buf, "optimizer_state", param, "<before watch>", None)
 
     def _add_leaf(self, tensor: Any, site: Any) -> None:
         self.leaves[_new_ref(tensor, self._leaf_died_cb)] = [site, len(self.leaves), 0]

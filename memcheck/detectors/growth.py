@@ -91,8 +91,11 @@ def detect(session: Session) -> list[Finding]:
 def _by_site(session: Session) -> list[dict[str, Any]]:
     """Bytes per iteration by user line: tracemalloc's window when one ran, else the ledger."""
     rows: list[dict[str, Any]] = []
-    if session.trace_growth:
-        span = max(session.iterations - (session._window.opened_at_iteration or 0), 1)
+    judged = session.growth or {}
+    if judged.get("by_site"):  # the soak measured it over its own window
+        rows.extend(dict(r) for r in judged["by_site"])
+    elif session.trace_growth:
+        span = session.trace_span
         for row in session.trace_growth[:10]:
             rows.append({"site": row.site, "bytes_per_iteration": round(row.bytes / span, 1), "source": "tracemalloc"})
     for row in session.ledger.sites(session.iterations):

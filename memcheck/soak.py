@@ -1,0 +1,374 @@
+"""``soak()``: run a step function thousands of times and stop as soon as a leak is certain.
+
+Short runs hide leaks (seed 003: fine for 1000 iterations, 60 GB at 5000), so
+a soak runs long, samples the probes every few iterations, streams each sample
+to a JSONL file as it goes (a killed run keeps its data) and watches three
+signals with a robust slope (:mod:`memcheck.slope`):
+
+- ``ledger``: live bytes of every buffer agcore made (exact, the primary signal);
+- ``nodes``: live graph nodes (a loop that frees its graph is flat at zero growth);
+- ``rss``: the process's resident memory (catches what agcore cannot see; noisy).
+
+When one of them starts to rise, a tracemalloc window opens (cheap the rest of
+the time) so that, once the leak is certain, the finding can name the lines
+whose memory grew and the bytes per iteration. The soak then stops early.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from memcheck.slope import OnlineSlope, SlopeEstimate, estimate
+
+#: samples a certain estimate needs, and how much of the run the window keeps
+_MIN_SAMPLES = 12
+_WINDOW = 64
+#: a tracemalloc window lasts this many samples; after one, wait this many before the next
+_TRACE_SAMPLES = 4
+_TRACE_COOLDOWN = 10
+#: allocations made by memcheck itself (samples, ledger records) are not the user's growth
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: RSS moves in pages and allocator arenas: a rise under this is never a leak
+_RSS_NOISE_FLOOR = 4 * 1024 * 1024
+
+
+class _Signals:
+    """One online slope per probe signal, plus the tracemalloc window they trigger."""
+
+    def __init__(self, min_bytes: float, warmup: int, min_span: int) -> None:
+        common = {"warmup": warmup, "window": _WINDOW, "min_samples": _MIN_SAMPLES, "min_span": min_span}
+        self.ledger = OnlineSlope(min_slope=min_bytes, noise_floor=min_bytes * min_span / 4, **common)
+        self.nodes = OnlineSlope(min_slope=0.5, noise_floor=4.0, **common)
+        self.rss = OnlineSlope(min_slope=min_bytes, noise_floor=_RSS_NOISE_FLOOR, **common)
+        self.min_bytes = min_bytes
+        self.window_opened: int | None = None
+        self.tracing: bool | None = None  # whether tracemalloc ran when the soak began
+
+    def add(self, sample: dict[str, Any]) -> None:
+        i = sample["iteration"]
+        self.ledger.add(i, sample.get("ledger_total_bytes"))
+        self.nodes.add(i, sample.get("live_nodes"))
+        tracing = sample.get("numpy_peak_bytes") is not None
+        if self.tracing is None:
+            self.tracing = tracing
+        if tracing == self.tracing:  # tracemalloc's own tables inflate RSS while a window is open
+            self.rss.add(i, sample.get("rss_bytes"))
+
+    def by_key(self) -> dict[str, OnlineSlope]:
+        return {"ledger": self.ledger, "nodes": self.nodes, "rss": self.rss}
+
+    def estimates(self) -> dict[str, SlopeEstimate]:
+        return {key: sl.estimate() for key, sl in self.by_key().items()}
+
+    def suspected(self, est: dict[str, SlopeEstimate]) -> bool:
+        """Rising by a looser test than certainty: worth a tracemalloc window to learn which lines grow.
+
+        RSS alone must rise clearly (an allocator settling in rises a little for a long time).
+        """
+        e, n, r = est["ledger"], est["nodes"], est["rss"]
+        return (
+            (e.n >= 4 and e.slope >= self.min_bytes and e.lower > 0)
+            or (n.n >= 4 and n.slope >= 0.5 and n.lower > 0)
+            or (
+                r.n >= _MIN_SAMPLES
+                and r.slope >= 2 * self.min_bytes
+                and r.lower >= self.min_bytes
+                and r.rise >= _RSS_NOISE_FLOOR / 2
+            )
+        )
+
+
+def _leak(est: dict[str, SlopeEstimate], traced_bpi: float | None, min_bytes: float) -> tuple[str, float] | None:
+    """``(probe, bytes per iteration)`` when a leak worth ``min_bytes`` is certain, else None."""
+    if est["ledger"].certain:
+        return "ledger", est["ledger"].slope
+    if est["nodes"].certain:
+        # nodes are Python objects the ledger cannot weigh: the tracemalloc window (or RSS) does
+        bpi = traced_bpi if traced_bpi is not None else max(est["rss"].slope, est["ledger"].slope)
+        if bpi >= min_bytes:
+            return ("tracemalloc" if traced_bpi is not None else "rss"), bpi
+    if est["rss"].certain:
+        return "rss", est["rss"].slope
+    return None
+
+
+_FIELDS = {"ledger": "ledger_total_bytes", "nodes": "live_nodes", "rss": "rss_bytes"}
+
+
+def _whole_run(post: list[dict[str, Any]], key: str, sl: OnlineSlope, tracing: bool | None) -> SlopeEstimate:
+    """The estimate over every sample after warm-up (RSS only from samples taken without a window)."""
+    field = _FIELDS[key]
+    pts = [
+        (s["iteration"], s[field])
+        for s in post
+        if s.get(field) is not None and (key != "rss" or (s.get("numpy_peak_bytes") is not None) == tracing)
+    ]
+    return estimate(
+        [p[0] for p in pts],
+        [p[1] for p in pts],
+        sl.min_slope,
+        noise_floor=sl.noise_floor,
+        min_samples=_MIN_SAMPLES,
+        min_span=sl.min_span,
+    )
+
+
+def _default_samples_path(name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name) or "soak"
+    return Path("reports") / f"{safe}-{stamp}.samples.jsonl"
+
+
+def _open_samples(path: str | Path | None, name: str) -> tuple[Path, IO[str]]:
+    target = Path(path) if path is not None else _default_samples_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target, target.open("w", encoding="utf-8")
+
+
+def _write_sample(handle: IO[str], sample: dict[str, Any]) -> None:
+    handle.write(json.dumps(sample, default=str) + "\n")
+    handle.flush()  # a killed run keeps every line written so far
+
+
+def _progress(enabled: bool, name: str, total: int) -> Any:
+    """A rich progress bar (iteration, it/s, live memory), or None when off or not a terminal."""
+    if not enabled or not sys.stdout.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[memory]}"),
+        TimeElapsedColumn(),
+    )
+    bar.start()
+    bar.add_task(name, total=total, rate="", memory="")
+    return bar
+
+
+def _mib(n: float | None) -> str:
+    return "?" if n is None else f"{n / 1048576:.1f} MiB"
+
+
+def soak(
+    step: Callable[[int], Any],
+    iterations: int = 5000,
+    sample_every: int = 10,
+    warmup: int | None = None,
+    early_stop: bool = True,
+    samples_path: str | Path | None = None,
+    progress: bool = True,
+    name: str = "soak",
+    min_leak_bytes_per_iter: float = 1024,
+    session: Any = None,
+    min_span: int | None = None,
+    **watch_kwargs: Any,
+) -> Any:
+    """Call ``step(i)`` ``iterations`` times under a memcheck session and return the session.
+
+    ``warmup`` (default 5 samples) iterations are ignored by the growth
+    estimate; a leak must then last ``min_span`` iterations (default 15
+    samples) before the soak stops early, so a cache cleared more often than
+    that never stops it (a cycle longer than the window looks like growth until
+    it is cleared: raise ``min_span`` or pass ``early_stop=False``).
+
+    A step that raises: the session records the error, the samples so far stay
+    in the JSONL file, and the exception propagates with the finished session
+    attached as ``exc.memcheck_session``. Ctrl-C (KeyboardInterrupt) does the
+    same, with ``run.interrupted`` set: the caller can still write the report.
+    With ``session=`` (an active session) the soak runs inside it and leaves it open.
+    """
+    import memcheck
+
+    if iterations < 0 or sample_every < 1:
+        raise ValueError(
+            f"iterations={iterations}, sample_every={sample_every}: need iterations >= 0, sample_every >= 1"
+        )
+    warmup = 5 * sample_every if warmup is None else warmup
+    min_span = 15 * sample_every if min_span is None else min_span
+    start = session.iterations if session is not None else 0  # an outer session may have run already
+    signals = _Signals(float(min_leak_bytes_per_iter), start + warmup, min_span)
+    estimate(range(16), range(16), 1.0)  # NumPy loads ~1.5 MB on a first quantile: not in the samples
+    path, handle = _open_samples(samples_path, name)
+    own = session is None
+    if own:
+        session = memcheck.watch(name=name, sample_every=sample_every, **watch_kwargs)
+    state = _State(session, signals, handle, early_stop, sample_every)
+    session.samples_path = str(path)
+    bar = _progress(progress, name, iterations)
+    try:
+        if own:
+            with session:
+                state.run(step, iterations, bar)
+        else:
+            state.run(step, iterations, bar)
+    except BaseException as exc:  # the step's error or Ctrl-C: the record is finished, attach it
+        try:
+            exc.memcheck_session = session  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type with __slots__: nothing to attach to
+            pass
+        raise
+    finally:
+        if bar is not None:
+            bar.stop()
+        handle.close()
+    return session
+
+
+class _State:
+    """The soak loop and its bookkeeping (kept out of ``soak`` so each piece reads on its own)."""
+
+    def __init__(self, session: Any, signals: _Signals, handle: IO[str], early_stop: bool, every: int) -> None:
+        self.session = session
+        self.signals = signals
+        self.handle = handle
+        self.early_stop = early_stop
+        self.every = every
+        self.leak: tuple[str, float] | None = None
+        self.leak_at: int | None = None
+        self.estimates: dict[str, SlopeEstimate] = {}
+        self.traced: dict[str, Any] | None = None  # growth by line from the last closed window
+        self.traced_bpi: float | None = None
+        self.next_window = 0  # no new window before this iteration (tracing costs 1.5-4x)
+        self.ran = 0
+
+    def run(self, step: Callable[[int], Any], iterations: int, bar: Any) -> None:
+        """The loop, then the growth verdict, both while the session is still open."""
+        try:
+            self.loop(step, iterations, bar)
+        except BaseException as exc:
+            self.finish(exc)
+            raise
+        self.finish(None)
+
+    def loop(self, step: Callable[[int], Any], iterations: int, bar: Any) -> None:
+        session = self.session
+        first = session.samples[-1] if session.samples else None
+        if first is not None:
+            _write_sample(self.handle, first)
+        for i in range(iterations):
+            step(i)
+            self.ran = i + 1
+            sample = session.iteration()
+            if sample is None and self.ran % self.every == 0 and getattr(session, "sample_every", 0) != self.every:
+                sample = session.sample()  # an outer session that samples on its own clock
+            if sample is None:
+                continue
+            _write_sample(self.handle, sample)
+            if bar is not None:
+                self._show(bar, sample)
+            if self._judge(sample) and self.early_stop:
+                session.stopped_early = True
+                return
+
+    def _show(self, bar: Any, sample: dict[str, Any]) -> None:
+        task = bar.tasks[0]
+        rate = f"{task.speed:7.1f} it/s" if task.speed else ""
+        memory = f"ledger {_mib(sample.get('ledger_total_bytes'))}  rss {_mib(sample.get('rss_bytes'))}"
+        bar.update(task.id, completed=self.ran, rate=rate, memory=memory)
+
+    def _judge(self, sample: dict[str, Any]) -> bool:
+        """Feed the sample; True once a leak is certain (its lines named when tracemalloc could)."""
+        sig = self.signals
+        sig.add(sample)
+        i = sample["iteration"]
+        if i < sig.ledger.warmup:
+            return False
+        est = self.estimates = sig.estimates()
+        if sig.window_opened is not None:
+            if i - sig.window_opened < _TRACE_SAMPLES * self.every:
+                return False  # let the window see a few iterations of growth first
+            self._close_window(i)
+        leak = _leak(est, self.traced_bpi, sig.min_bytes)
+        if leak is not None and self.traced is not None:
+            self.leak, self.leak_at = leak, i
+            return True
+        if (leak is not None or sig.suspected(est)) and i >= self.next_window:
+            self.session.open_trace_window()
+            sig.window_opened = i
+            self.next_window = i + (_TRACE_SAMPLES + _TRACE_COOLDOWN) * self.every
+        elif leak is not None and self.next_window - i > _TRACE_COOLDOWN * self.every:
+            self.leak, self.leak_at = leak, i  # cannot trace soon enough: stop without the lines
+            return True
+        return False
+
+    def _close_window(self, i: int) -> float | None:
+        rows = [r for r in self.session.close_trace_window() if not r.site.startswith(_OWN_DIR)]
+        opened = self.signals.window_opened
+        span = max(1, i - (opened if opened is not None else i))
+        self.signals.window_opened = None
+        total = sum(r.bytes for r in rows)
+        self.traced = {"rows": rows, "span": span, "window": [i - span, i]}
+        self.traced_bpi = total / span if rows else None
+        return self.traced_bpi
+
+    # -- the record ------------------------------------------------------------------
+    def finish(self, failure: BaseException | None) -> None:
+        session = self.session
+        if self.signals.window_opened is not None:
+            self._close_window(self.ran)
+        if isinstance(failure, KeyboardInterrupt):
+            session.interrupted = True
+        growth = self._growth_summary()
+        session.growth = growth
+        if session.stopped_early:
+            nodes = growth["nodes_per_iteration"]
+            session.stop_reason = (
+                f"leak certain at iteration {self.leak_at}: {growth['bytes_per_iteration']:.0f} bytes per "
+                f"iteration ({growth['probe']})"
+                + (f", {nodes:.1f} graph nodes kept per iteration" if nodes >= 0.5 else "")
+                + (f", growing at {', '.join(growth['sites'][:3])}" if growth["sites"] else "")
+            )
+
+    def _growth_summary(self) -> dict[str, Any]:
+        """Whole-run growth after warm-up per signal, and the verdict the findings use."""
+        warmup = self.signals.ledger.warmup
+        post = [s for s in self.session.samples if s.get("iteration", 0) >= warmup]
+        sig = self.signals
+        whole = {key: _whole_run(post, key, est, sig.tracing) for key, est in sig.by_key().items()}
+        rows: list[Any] = self.traced["rows"] if self.traced is not None else []
+        traced_bpi = self.traced_bpi
+        leak = self.leak or _leak(whole, traced_bpi, sig.min_bytes)
+        probe, bpi = leak if leak is not None else ("ledger", whole["ledger"].slope)
+        span = self.traced["span"] if self.traced else 1
+        per_site: dict[str, float] = {}
+        for r in rows:  # a line can have a NumPy row and a Python row: one entry per line
+            per_site[r.site] = per_site.get(r.site, 0.0) + r.bytes / span
+        by_site = [{"site": k, "bytes_per_iteration": v} for k, v in per_site.items() if v >= 1.0]
+        by_site.sort(key=lambda row: -row["bytes_per_iteration"])
+        return {
+            "source": "soak",
+            "bytes_per_iteration": float(bpi),
+            "probe": probe,
+            "certain": leak is not None,
+            "warmup": warmup,
+            "window": [post[0]["iteration"], post[-1]["iteration"]] if post else [0, 0],
+            "nodes_per_iteration": whole["nodes"].slope,
+            "rss_bytes_per_iteration": whole["rss"].slope,
+            "ledger_bytes_per_iteration": whole["ledger"].slope,
+            "by_role": self._by_role(post),
+            "by_site": by_site,
+            "sites": [row["site"] for row in by_site],
+            "traced_window": self.traced["window"] if self.traced else None,
+            "signals": {k: v.to_dict() for k, v in whole.items()},
+            "stopped_at": self.leak_at,
+        }
+
+    @staticmethod
+    def _by_role(post: list[dict[str, Any]]) -> dict[str, float]:
+        roles = {r for s in post for r in (s.get("ledger_bytes") or {})}
+        out = {}
+        for role in sorted(roles):
+            xs = [s["iteration"] for s in post]
+            ys = [(s.get("ledger_bytes") or {}).get(role, 0) for s in post]
+            out[role] = float(estimate(xs, ys, min_slope=float("inf")).slope)
+        return out

@@ -1,0 +1,124 @@
+"""soak(): samples stream to JSONL as they are taken, leaks stop the run early, caches do not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import agcore as ag
+import memcheck
+from memcheck.soak import soak
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_samples_stream_to_jsonl_one_line_per_sample(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    session = soak(lambda i: ag.zeros(16), iterations=50, sample_every=10, samples_path=path, progress=False)
+    rows = _lines(path)
+    assert [r["iteration"] for r in rows] == [0, 10, 20, 30, 40, 50]
+    assert {"rss_bytes", "ledger_total_bytes", "live_nodes"} <= set(rows[0])
+    assert session.run.samples_path == str(path)
+    assert session.run.iterations == 50 and not session.run.stopped_early
+
+
+def test_step_error_keeps_the_samples_and_attaches_the_session(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+
+    def step(i: int) -> None:
+        if i == 37:
+            raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch") as info:
+        soak(step, iterations=100, sample_every=10, samples_path=path, progress=False)
+    assert [r["iteration"] for r in _lines(path)] == [0, 10, 20, 30]
+    run = info.value.memcheck_session.run
+    assert run.error["type"] == "ValueError"
+    assert run.iterations == 37 and not run.interrupted
+
+
+def test_ctrl_c_keeps_samples_marks_interrupted_and_reraises(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+
+    def step(i: int) -> None:
+        if i == 55:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        soak(step, iterations=1000, sample_every=5, samples_path=path, progress=False)
+    assert len(_lines(path)) == 12  # iterations 0, 5, ..., 55
+    run = info.value.memcheck_session.run
+    assert run.interrupted and run.iterations == 55
+    assert run.to_json()  # a report can still be written
+
+
+def test_graph_kept_per_iteration_stops_early_and_names_the_growth(tmp_path: Path) -> None:
+    w = ag.randn(64, 64, requires_grad=True)
+    kept = []
+
+    def step(i: int) -> None:
+        loss = ((w * 2.0).tanh() * ag.randn(64, 64)).sum()
+        loss.backward()
+        kept.append(loss)  # the whole graph stays alive
+
+    session = soak(step, iterations=2000, samples_path=tmp_path / "s.jsonl", progress=False)
+    run = session.run
+    assert run.stopped_early and run.iterations <= 300
+    assert run.growth["certain"] and run.growth["nodes_per_iteration"] == pytest.approx(4.0, abs=0.5)
+    assert "bytes per iteration" in run.stop_reason
+    assert {f.kind for f in run.findings} >= {"growth", "retained_graph"}
+    growth = next(f for f in run.findings if f.kind == "growth")
+    assert growth.evidence["bytes_per_iteration"] >= 1024
+
+
+def test_ledger_leak_stops_early_with_its_rate(tmp_path: Path) -> None:
+    kept = []
+    session = soak(lambda i: kept.append(ag.zeros(1024)), iterations=3000,  # 4 KiB per iteration
+                   samples_path=tmp_path / "s.jsonl", progress=False)  # fmt: skip
+    run = session.run
+    assert run.stopped_early and run.iterations <= 300
+    assert run.growth["probe"] == "ledger"
+    assert run.growth["bytes_per_iteration"] == pytest.approx(4096, rel=0.05)
+
+
+def test_cache_cleared_every_100_iterations_never_stops_the_soak(tmp_path: Path) -> None:
+    cache = []
+
+    def step(i: int) -> None:
+        cache.append(ag.zeros(2048))  # 8 KiB per iteration ...
+        if i % 100 == 99:
+            cache.clear()  # ... given back every 100 iterations
+
+    session = soak(step, iterations=1000, samples_path=tmp_path / "s.jsonl", progress=False)
+    run = session.run
+    assert not run.stopped_early and run.iterations == 1000
+    assert not run.growth["certain"]
+    assert "growth" not in {f.kind for f in run.findings}
+
+
+def test_no_early_stop_runs_every_iteration(tmp_path: Path) -> None:
+    kept = []
+    session = soak(lambda i: kept.append(ag.zeros(1024)), iterations=400, early_stop=False,
+                   samples_path=tmp_path / "s.jsonl", progress=False)  # fmt: skip
+    assert session.run.iterations == 400 and not session.run.stopped_early
+    assert session.run.growth["certain"]
+
+
+def test_soak_inside_an_outer_session_leaves_it_open(tmp_path: Path) -> None:
+    with memcheck.watch(name="outer", sample_every=10) as outer:
+        inner = soak(lambda i: None, iterations=30, samples_path=tmp_path / "s.jsonl", progress=False,
+                     session=outer)  # fmt: skip
+        assert inner is outer and outer.active
+    assert outer.run.iterations == 30 and outer.run.growth["source"] == "soak"
+
+
+def test_default_samples_path_is_under_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    session = soak(lambda i: None, iterations=10, name="my run", progress=False)
+    path = Path(session.run.samples_path)
+    assert path.parent == Path("reports") and path.name.startswith("my-run-") and path.suffix == ".jsonl"
+    assert (tmp_path / path).is_file()
