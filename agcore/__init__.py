@@ -12,7 +12,7 @@ from agcore.errors import AgcoreError, GraphReleasedError, InplaceModifiedError,
 from agcore.factory import as_tensor, manual_seed, ones, randn, tensor, zeros
 from agcore.function import Function
 from agcore.node import Node
-from agcore.ops import concatenate, cross_entropy, linear, log_softmax, mse_loss, stack, transpose
+from agcore.ops import concatenate, cross_entropy, linear, linear_relu, log_softmax, mse_loss, stack, transpose
 from agcore.scope import Graph, current_graph, enable_grad, graph, is_grad_enabled, no_grad
 from agcore.tensor import Tensor
 
@@ -42,7 +42,7 @@ def sigmoid(x: Tensor) -> Tensor:
 __all__ = [
     "AgcoreError", "Function", "Graph", "GraphReleasedError", "InplaceModifiedError",
     "LeafInplaceError", "Node", "Tensor", "as_tensor", "concatenate", "cross_entropy",
-    "current_graph", "enable_grad", "exp", "gpu_available", "graph", "is_grad_enabled", "linear", "log",
+    "current_graph", "enable_grad", "exp", "gpu_available", "graph", "is_grad_enabled", "linear", "linear_relu", "log",
     "log_softmax", "manual_seed", "mse_loss", "nn", "no_grad", "observe", "ones", "optim",
     "randn", "relu", "sigmoid", "stack", "tanh", "tensor", "transpose", "zeros",
 ]  # fmt: skip

@@ -52,12 +52,15 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     g0, caller_owned = _root_grad(root, grad)
     if observers:
         announce("on_backward_begin", root, retain_graph)
+    # ids of arrays agcore does not own (the caller's gradient, what custom Functions return):
+    # a leaf never adopts one of them as its .grad buffer, however it got there
+    foreign: set[int] = {id(g0)} if caller_owned else set()
     try:
         if root.grad_fn is None:
-            leaf_grads = {root: [g0, not caller_owned]}
+            leaf_grads = {root: [g0, True]}
         else:
-            leaf_grads = _run_graph(root.grad_fn, g0, retain_graph, site)
-        _write_leaf_grads(leaf_grads, g0 if caller_owned else None)
+            leaf_grads = _run_graph(root.grad_fn, g0, retain_graph, site, foreign)
+        _write_leaf_grads(leaf_grads, foreign)
     finally:
         if observers:
             announce("on_backward_end", root)
@@ -78,8 +81,11 @@ def _dependency_counts(root: Node) -> dict[Node, int]:
     return deps
 
 
-def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str) -> dict[Tensor, list]:
-    """Run every node's backward once, in dependency order; return ``{leaf: [grad, fresh]}``."""
+def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[int]) -> dict[Tensor, list]:
+    """Run every node's backward once, in dependency order; return ``{leaf: [grad, fresh]}``.
+
+    ``foreign`` collects the ids of gradients returned by custom Functions.
+    """
     deps = _dependency_counts(root)
     grads: dict[Node, Any] = {root: g0}
     leaf_grads: dict[Tensor, list] = {}
@@ -113,6 +119,10 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str) -> dict[Tenso
             if observers:
                 announce("on_saved_released", node, site)
         fresh = fn.trusted
+        if not fresh:
+            for ig in result:
+                if ig is not None:
+                    foreign.add(id(ig))
         for edge, ig in zip(inputs, result):
             if edge is None:
                 continue
@@ -134,7 +144,13 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str) -> dict[Tenso
     return leaf_grads
 
 
-def _write_leaf_grads(leaf_grads: dict[Tensor, list], caller_grad: Any) -> None:
+def _write_leaf_grads(leaf_grads: dict[Tensor, list], foreign: set[int]) -> None:
+    """Adopt (first write) or accumulate in place (later writes) each leaf's summed gradient.
+
+    A buffer is adopted only when a built-in op made it, nothing else can see it (not a
+    view, not in ``foreign``) and no other leaf took it; otherwise the leaf gets a copy.
+    An id in ``foreign`` whose array died and was reused only costs a needless copy.
+    """
     adopted: set[int] = set()  # ids of buffers already adopted (all alive: each is some leaf's .grad)
     for leaf, (g, fresh) in leaf_grads.items():
         data = leaf.data
@@ -148,12 +164,7 @@ def _write_leaf_grads(leaf_grads: dict[Tensor, list], caller_grad: Any) -> None:
         if g.dtype != data.dtype:
             g, fresh = g.astype(data.dtype), True
         if leaf.grad is None:
-            adopt = (
-                fresh
-                and g is not caller_grad
-                and g.base is None
-                and id(g) not in adopted
-            )
+            adopt = fresh and g.base is None and id(g) not in adopted and id(g) not in foreign
             buf = g if adopt else g.copy()
             adopted.add(id(buf))
             leaf.grad = buf

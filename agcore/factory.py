@@ -43,19 +43,30 @@ def as_tensor(array: Any, requires_grad: bool = False, name: str | None = None) 
     return Tensor(array, requires_grad=requires_grad, name=name)
 
 
-def zeros(*shape: Any, requires_grad: bool = False, name: str | None = None, dtype: Any = "float32", device: str = "cpu") -> Tensor:
+def zeros(
+    *shape: Any, requires_grad: bool = False, name: str | None = None, dtype: Any = "float32", device: str = "cpu"
+) -> Tensor:
     """A leaf of zeros."""
     xp = backend.xp_for_device(device)
     return Tensor(xp.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad, name=name)
 
 
-def ones(*shape: Any, requires_grad: bool = False, name: str | None = None, dtype: Any = "float32", device: str = "cpu") -> Tensor:
+def ones(
+    *shape: Any, requires_grad: bool = False, name: str | None = None, dtype: Any = "float32", device: str = "cpu"
+) -> Tensor:
     """A leaf of ones."""
     xp = backend.xp_for_device(device)
     return Tensor(xp.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad, name=name)
 
 
-def randn(*shape: Any, requires_grad: bool = False, name: str | None = None, dtype: Any = "float32", device: str = "cpu", scale: float = 1.0) -> Tensor:
+def randn(
+    *shape: Any,
+    requires_grad: bool = False,
+    name: str | None = None,
+    dtype: Any = "float32",
+    device: str = "cpu",
+    scale: float = 1.0,
+) -> Tensor:
     """A leaf of standard-normal samples (times ``scale``) from the seeded generator."""
     xp = backend.xp_for_device(device)
     host = (scope.DEFAULT.rng.standard_normal(_shape(shape)) * scale).astype(dtype)

@@ -6,6 +6,8 @@ of the output as an array and returns one gradient (array or None) per
 positional argument. ``ctx.save_for_backward(...)`` keeps what backward needs;
 ``ctx.saved_tensors`` gives the saved arrays back, checked against in-place
 changes. ``ctx.needs_input_grad[i]`` says whether argument ``i`` wants a gradient.
+Only positional Tensors get gradients (keyword arguments are options), and
+``backward`` must not change ``grad`` in place: the same array may feed other edges.
 
 ``apply`` is the hot path of every op: it is kept to a few attribute reads and
 object creations when a graph is recorded, and to forward plus one Tensor when not.
@@ -22,7 +24,7 @@ import numpy
 from agcore import backend, scope
 from agcore.node import Node
 from agcore.observe import announce, observers
-from agcore.sites import _INTERNAL
+from agcore.sites import INTERNAL_PREFIXES
 from agcore.tensor import Tensor
 from agcore.version import Version
 
@@ -30,10 +32,9 @@ _STATE = scope.DEFAULT
 _ndarray = numpy.ndarray
 _new_ref = weakref.ref
 _getframe = sys._getframe
-_make = Tensor._make
 _new_object = object.__new__
-_NEEDS1 = (True,)
-_NEEDS2 = (((False, False), (False, True)), ((True, False), (True, True)))
+_NEEDS1 = (True,)  # needs_input_grad of a recorded one-input op
+_NEEDS2 = (((False, False), (False, True)), ((True, False), (True, True)))  # [a needs][b needs]
 
 
 class _Scratch:
@@ -103,7 +104,7 @@ class Function:
             data = cls.forward(_Scratch(len(args)), *args, **kwargs)
             if type(data) is not _ndarray:
                 data = _as_array(data, cls)
-            out = _make(data, None, False)
+            out = Tensor._make(data, None, False)
             if cls.view or not cls.trusted:
                 _share_storage(out, args)
             elif observers:
@@ -112,7 +113,7 @@ class Function:
 
         graph = _STATE.stack[-1]
         frame = _getframe(1)  # the user's line: the first frame outside agcore (sites.user_site_pair, inlined)
-        while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        while frame is not None and frame.f_code.co_filename.startswith(INTERNAL_PREFIXES):
             frame = frame.f_back
         site = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)
         # Node(...) and Tensor._make, inlined: these two objects are made once per op
@@ -126,7 +127,7 @@ class Function:
         node.graph = graph
         node.released_at = None
         node.output = None
-        data = cls.forward(node, *args, **kwargs)
+        data = cls.forward(node, *args, **kwargs) if kwargs else cls.forward(node, *args)
         if type(data) is not _ndarray:
             data = _as_array(data, cls)
         out = _new_object(Tensor)
@@ -142,7 +143,9 @@ class Function:
             i = 0
             for value in saved:  # an op that saved its own output: track the output's version
                 if value is data:
-                    counter = out._version = Version()
+                    counter = out._version
+                    if counter is None:
+                        counter = out._version = Version()
                     node.checks += ((i, counter, 0, None),)
                 i += 1
         graph.created += 1

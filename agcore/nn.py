@@ -8,9 +8,11 @@ from typing import Any
 
 from agcore import backend, factory
 from agcore.ops.affine import Linear as _LinearOp
+from agcore.ops.affine import LinearReLU as _LinearReLUOp
 from agcore.tensor import Tensor
 
 _linear = _LinearOp.apply
+_linear_relu = _LinearReLUOp.apply
 
 
 class Module:
@@ -46,6 +48,12 @@ class Module:
 
     def __call__(self, *args: Any) -> Tensor:
         return self.forward(*args)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make ``module(x)`` call the class's ``forward`` directly: one Python frame less per layer call."""
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and "__call__" not in cls.__dict__:
+            cls.__call__ = cls.forward  # type: ignore[method-assign]
 
 
 def _params_under(prefix: str, value: Any) -> Iterator[tuple[str, Tensor]]:
@@ -85,12 +93,13 @@ class MLP(Module):
         self.layers = [Linear(a, b, device=device) for a, b in zip(sizes, sizes[1:])]
 
     def forward(self, x: Tensor) -> Tensor:
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < last:
-                x = x.relu()
-        return x
+        layers = self.layers
+        for layer in layers[:-1]:  # hidden layers: affine + ReLU as one fused op (one node, one buffer)
+            if layer.bias is None:
+                x = _linear_relu(x, layer.weight)
+            else:
+                x = _linear_relu(x, layer.weight, layer.bias)
+        return layers[-1](x)
 
 
 class Embedding(Module):

@@ -165,4 +165,3 @@ class Node:
     def __repr__(self) -> str:
         state = "released" if self.released_at else "live"
         return f"<{self.name} {state} from {self.site}>"
-

@@ -8,7 +8,10 @@ announcement costs the caller one truthiness check of :data:`observers`::
         announce("on_alloc", array, role, owner)
 
 Roles of a buffer: ``param``, ``input``, ``activation``, ``grad``,
-``optimizer_state``. Saving is an event on a buffer that already exists.
+``optimizer_state``. Saving is an event on a buffer that already exists. A view
+(``reshape``, ``transpose``, ``detach()``) is not a new buffer and is not
+announced: it shares its base's memory and version counter; ``on_node`` still
+reports the op that made it.
 Releases of Python objects (a node, an array) are not announced here: an
 observer that wants them takes a ``weakref.ref`` with a callback, which costs
 nothing when no one watches.
@@ -31,7 +34,7 @@ class Observer:
         """An op recorded ``node`` in the graph; ``output`` is the Tensor it made."""
 
     def on_save(self, node: Any, saved: Any) -> None:
-        """``node`` saved ``saved`` (a SavedTensor) for its backward."""
+        """``node`` saved ``saved`` (a :class:`agcore.node.SavedTensor`: data, counter, version, name)."""
 
     def on_saved_released(self, node: Any, site: str) -> None:
         """Backward freed the saved tensors of ``node`` (site: where backward was called)."""

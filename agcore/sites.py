@@ -24,11 +24,11 @@ def _prefixes() -> tuple[str, ...]:
     return tuple(out)
 
 
-_INTERNAL = _prefixes()
+INTERNAL_PREFIXES = _prefixes()
 
 
 def _is_internal(frame: FrameType) -> bool:
-    return frame.f_code.co_filename.startswith(_INTERNAL)
+    return frame.f_code.co_filename.startswith(INTERNAL_PREFIXES)
 
 
 def user_frame(depth: int = 1) -> FrameType | None:
@@ -37,7 +37,7 @@ def user_frame(depth: int = 1) -> FrameType | None:
     ``depth=1`` starts at the frame that called the function calling ``user_frame``.
     """
     frame: FrameType | None = sys._getframe(depth + 1)
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+    while frame is not None and frame.f_code.co_filename.startswith(INTERNAL_PREFIXES):
         frame = frame.f_back
     return frame
 
@@ -47,7 +47,7 @@ def user_site_pair(depth: int = 1) -> tuple[str, int]:
     frame: FrameType | None = sys._getframe(depth + 1)
     while frame is not None:
         code = frame.f_code
-        if not code.co_filename.startswith(_INTERNAL):
+        if not code.co_filename.startswith(INTERNAL_PREFIXES):
             return (code.co_filename, frame.f_lineno)
         frame = frame.f_back
     return ("<unknown>", 0)

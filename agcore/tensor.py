@@ -13,9 +13,9 @@ from typing import Any
 
 from agcore import backend, scope
 from agcore.errors import AgcoreError, LeafInplaceError
-from agcore.version import Version
 from agcore.observe import announce, observers
 from agcore.sites import user_site
+from agcore.version import Version
 
 _STATE = scope.DEFAULT
 
@@ -126,9 +126,7 @@ class Tensor:
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Mark a leaf as needing a gradient (in place); returns self."""
         if self.grad_fn is not None and not requires_grad:
-            raise RuntimeError(
-                "requires_grad_(False) on a non-leaf tensor; use .detach() to cut it from the graph"
-            )
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use .detach() to cut it from the graph")
         if requires_grad and self.data.dtype.kind not in "fc":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
         self.requires_grad = requires_grad
@@ -146,76 +144,76 @@ class Tensor:
 
     # -- arithmetic -----------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
-        return _ops.Add.apply(self, other)
+        return _add(self, other)
 
     def __radd__(self, other: Any) -> Tensor:
-        return _ops.Add.apply(other, self)
+        return _add(other, self)
 
     def __sub__(self, other: Any) -> Tensor:
-        return _ops.Sub.apply(self, other)
+        return _sub(self, other)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return _ops.Sub.apply(other, self)
+        return _sub(other, self)
 
     def __mul__(self, other: Any) -> Tensor:
-        return _ops.Mul.apply(self, other)
+        return _mul(self, other)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return _ops.Mul.apply(other, self)
+        return _mul(other, self)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return _ops.Div.apply(self, other)
+        return _div(self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return _ops.Div.apply(other, self)
+        return _div(other, self)
 
     def __pow__(self, other: Any) -> Tensor:
-        return _ops.Pow.apply(self, other)
+        return _pow(self, other)
 
     def __rpow__(self, other: Any) -> Tensor:
-        return _ops.Pow.apply(other, self)
+        return _pow(other, self)
 
     def __neg__(self) -> Tensor:
-        return _ops.Neg.apply(self)
+        return _neg(self)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return _ops.MatMul.apply(self, other)
+        return _matmul(self, other)
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return _ops.MatMul.apply(other, self)
+        return _matmul(other, self)
 
     def __getitem__(self, index: Any) -> Tensor:
         return _ops.index(self, index)
 
     # -- named ops ------------------------------------------------------------
     def exp(self) -> Tensor:
-        return _ops.Exp.apply(self)
+        return _exp(self)
 
     def log(self) -> Tensor:
-        return _ops.Log.apply(self)
+        return _log(self)
 
     def tanh(self) -> Tensor:
-        return _ops.Tanh.apply(self)
+        return _tanh(self)
 
     def relu(self) -> Tensor:
-        return _ops.Relu.apply(self)
+        return _relu(self)
 
     def sigmoid(self) -> Tensor:
-        return _ops.Sigmoid.apply(self)
+        return _sigmoid(self)
 
     def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+        return _sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+        return _mean(self, axis=axis, keepdims=keepdims)
 
     def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _ops.Max.apply(self, axis=axis, keepdims=keepdims)
+        return _max(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape: Any) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return _ops.Reshape.apply(self, shape=shape)
+        return _reshape(self, shape=shape)
 
     def transpose(self, *axes: Any) -> Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
@@ -296,3 +294,21 @@ class Tensor:
 
 from agcore import engine as _engine  # noqa: E402  (engine and ops need Tensor defined first)
 from agcore import ops as _ops  # noqa: E402
+
+# bound once: an op call from a Tensor method is then one global lookup, not three attribute lookups
+_add = _ops.Add.apply
+_sub = _ops.Sub.apply
+_mul = _ops.Mul.apply
+_div = _ops.Div.apply
+_pow = _ops.Pow.apply
+_neg = _ops.Neg.apply
+_matmul = _ops.MatMul.apply
+_exp = _ops.Exp.apply
+_log = _ops.Log.apply
+_tanh = _ops.Tanh.apply
+_relu = _ops.Relu.apply
+_sigmoid = _ops.Sigmoid.apply
+_sum = _ops.Sum.apply
+_mean = _ops.Mean.apply
+_max = _ops.Max.apply
+_reshape = _ops.Reshape.apply

@@ -1,7 +1,7 @@
 """The primitives: each a Function with one forward and one backward."""
 
+from agcore.ops.affine import Linear, LinearReLU, linear, linear_relu
 from agcore.ops.arith import Add, Div, MatMul, Mul, Neg, Pow, Sub
-from agcore.ops.affine import Linear, linear
 from agcore.ops.loss import (
     CrossEntropy,
     LogSoftmax,
@@ -25,7 +25,7 @@ from agcore.ops.shape import (
 from agcore.ops.unary import Exp, Log, Relu, Sigmoid, Tanh
 
 __all__ = [
-    "Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Linear", "linear",
+    "Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Linear", "LinearReLU", "linear", "linear_relu",
     "Exp", "Log", "Tanh", "Relu", "Sigmoid",
     "Sum", "Mean", "Max",
     "Reshape", "Transpose", "Index", "Concatenate", "Stack",

@@ -12,11 +12,6 @@ def val(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
-def shape_of(x: Any) -> tuple[int, ...]:
-    """Shape of a Tensor or array; ``()`` for a Python scalar."""
-    return tuple(getattr(val(x), "shape", ()))
-
-
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     """Sum ``grad`` over the axes NumPy broadcasting added, back to ``shape``.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from agcore import backend
 from agcore.function import Function
-from agcore.ops._util import shape_of, unbroadcast, val
+from agcore.ops._util import unbroadcast, val
 from agcore.tensor import Tensor
 
 
@@ -45,9 +45,7 @@ class CrossEntropy(Function):
         xp = backend.xp_of(x)
         t = xp.array(t, copy=True)  # a private copy: the caller may reuse its targets array
         if x.ndim != 2 or t.shape != (x.shape[0],):
-            raise ValueError(
-                f"cross_entropy wants logits (N, C) and integer targets (N,), got {x.shape} and {t.shape}"
-            )
+            raise ValueError(f"cross_entropy wants logits (N, C) and integer targets (N,), got {x.shape} and {t.shape}")
         if t.dtype.kind not in "iu":
             raise TypeError(f"cross_entropy targets must be integers, got dtype {t.dtype}")
         logp = _log_softmax(x, 1)
