@@ -1,8 +1,8 @@
-"""The ledger: one record per buffer agcore created, live ones in full, dead ones summed by site.
+"""The ledger: one record per buffer agcore created, live ones in full, the most recent dead ones.
 
 Keeping every dead record would make the checker itself grow over a 5000-step
-soak, so a record is folded into per-(site, role) totals when its buffer dies,
-and only the most recent dead records are kept for detail.
+soak, so only the most recent dead records are kept (``keep_dead``); the live
+ones, with their bytes by role, are what the probes and detectors read.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class BufferRecord:
 
 
 # positions in a ledger entry (BufferRecord's constructor order, then the array's weakref)
-_BYTES, _ROLE, _SITE, _DEATH, _ARRAY_ID, _REF = 1, 5, 8, 10, 13, 14
+_BYTES, _ROLE, _DEATH, _ARRAY_ID, _REF = 1, 5, 10, 13, 14
 
 
 def _record(entry: list[Any]) -> BufferRecord:
@@ -137,16 +137,14 @@ class Ledger:
     """Records of the buffers a session saw; cheap to update from the observer."""
 
     def __init__(self, keep_dead: int = 1000) -> None:
-        self._next_id = 1
         # id(weakref to the array) -> entry; arrays are unhashable, weakrefs to them too. An entry
         # is a list in BufferRecord's field order plus the weakref (_REF): a list costs a quarter
         # of an object to make, and the record is built only when someone reads it.
         self.live: dict[int, list[Any]] = {}
         self._by_array: dict[int, Any] = {}  # id(array) -> weakref, for one record per buffer
         self.recent_dead: deque[list[Any]] = deque(maxlen=keep_dead)
-        self.dead_by_site: dict[tuple[Any, str], list[int]] = {}  # (site, role) -> [count, bytes]
         self.live_bytes_by_role: dict[str, int] = dict.fromkeys(ROLES, 0)
-        self.total_records = 0
+        self.total_records = 0  # also the id of the latest record
         self.iteration = 0
         self.on_death: Any = None  # callable(record), set by the watcher while the cyclic gc runs
         self._died_cb = self._died  # one bound method, not one per record
@@ -155,22 +153,17 @@ class Ledger:
         """Record a new buffer (True); the same array announced twice keeps its first record (False).
 
         ``site`` is ``"path:line"`` or a ``(path, line)`` pair (formatted when first read).
+        Runs inside every op while a session watches: it only stores what it is given.
         """
         key = id(array)
-        by_array = self._by_array
-        known = by_array.get(key)
+        known = self._by_array.get(key)
         if known is not None and known() is array:
             return False
-        is_view = array.base is not None
-        nbytes = 0 if is_view else array.nbytes
-        rid = self._next_id
-        self._next_id = rid + 1
-        if tensor is not None:
-            owner = getattr(tensor, "name", None)
-            tref = _new_ref(tensor)
-        else:
-            owner = tref = None
         ref = _new_ref(array, self._died_cb)
+        self._by_array[key] = ref
+        rid = self.total_records = self.total_records + 1
+        base = array.base
+        nbytes = array.nbytes if base is None else 0
         self.live[id(ref)] = [
             rid,
             nbytes,
@@ -178,18 +171,16 @@ class Ledger:
             array.dtype,
             "cpu" if type(array) is _ndarray else backend.device_of(array),
             role,
-            owner,
+            None if tensor is None else tensor.name,
             graph,
             site,
             self.iteration,
             None,
-            is_view,
-            tref,
+            base is not None,
+            None if tensor is None else _new_ref(tensor),
             key,
             ref,
         ]
-        self.total_records += 1
-        by_array[key] = ref
         by_role = self.live_bytes_by_role
         by_role[role] = by_role.get(role, 0) + nbytes
         return True
@@ -198,25 +189,23 @@ class Ledger:
         entry = self.live.pop(id(ref), None)
         if entry is None:
             return
-        by_array = self._by_array
         key = entry[_ARRAY_ID]
-        if by_array.get(key) is ref:
-            del by_array[key]
+        if self._by_array.get(key) is ref:
+            del self._by_array[key]
         entry[_DEATH] = self.iteration
         entry[_REF] = None
-        role = entry[_ROLE]
-        nbytes = entry[_BYTES]
-        self.live_bytes_by_role[role] -= nbytes
-        site_key = (entry[_SITE], role)
-        total = self.dead_by_site.get(site_key)
-        if total is None:
-            self.dead_by_site[site_key] = [1, nbytes]
-        else:
-            total[0] += 1
-            total[1] += nbytes
+        self.live_bytes_by_role[entry[_ROLE]] -= entry[_BYTES]
         self.recent_dead.append(entry)
         if self.on_death is not None:
             self.on_death(_record(entry))
+
+    def role_of(self, array: Any) -> str | None:
+        """The role ``array`` was recorded with, or None when it has no live record."""
+        ref = self._by_array.get(id(array))
+        if ref is None or ref() is not array:
+            return None
+        entry = self.live.get(id(ref))
+        return entry[_ROLE] if entry is not None else None
 
     # -- views ------------------------------------------------------------------
     def live_records(self) -> list[BufferRecord]:

@@ -105,7 +105,7 @@ def growth_between(before: Any, after: Any) -> list[SiteGrowth]:
         for stat in diff:
             if stat.size_diff <= 0:
                 continue
-            if any(f.filename.startswith(_MEMCHECK) for f in stat.traceback):
+            if _made_by_memcheck(stat.traceback):
                 continue  # the checker's own bookkeeping, not the user's growth
             line = _user_line_or_none(stat.traceback)
             if line is None:
@@ -115,6 +115,22 @@ def growth_between(before: Any, after: Any) -> list[SiteGrowth]:
             t[1] += max(stat.count_diff, 0)
     rows = [SiteGrowth(site, b, c, is_np) for (site, is_np), (b, c) in totals.items()]
     return sorted(rows, key=lambda r: -r.bytes)
+
+
+def _made_by_memcheck(traceback: tracemalloc.Traceback) -> bool:
+    """True when memcheck's code made the allocation: a memcheck frame comes before any user frame.
+
+    Walking from the allocation outwards: the ledger's records are made by memcheck called
+    from agcore's seam (memcheck is innermost); a user step run by ``memcheck.soak`` makes
+    its own allocations (the user's frame comes first, memcheck only called it).
+    """
+    for frame in reversed(traceback):  # innermost first
+        name = frame.filename
+        if name.startswith(_MEMCHECK):
+            return True
+        if not name.startswith(_SKIP) and "/numpy/" not in name and not name.startswith("<frozen "):
+            return False
+    return False
 
 
 def numpy_traces(snapshot: Any) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ from typing import Any
 from agcore import backend
 from agcore.observe import Observer
 from agcore.optim import Optimizer
-from agcore.sites import format_site, user_site, user_site_pair
+from agcore.sites import format_site, user_site_pair
 from agcore.tensor import Tensor
 from memcheck.ledger import BufferRecord, Ledger
 
@@ -88,6 +88,7 @@ class Watcher(Observer):
         self.events = Events()
         # weakref(leaf tensor) -> [birth site, order, gradient writes by backward]
         self.leaves: dict[Any, list[Any]] = {}
+        self._leaf_order = 0
         self.in_gc = False
         self._backward_site = "<unknown>"
         self._add = ledger.add
@@ -116,9 +117,7 @@ class Watcher(Observer):
             self.events.gc_freed.append(rec)
 
     def adopt_existing(self) -> None:
-        """Record the leaves made before the watch began (a model built outside it)."""
-        from agcore.tensor import Tensor
-
+        """Record the leaves (and optimizer state) made before the watch began: a model built outside it."""
         gc.collect()  # garbage left from before the watch is not this session's cycle
         for obj in gc.get_objects():
             if type(obj) is Tensor and obj.grad_fn is None:
@@ -128,14 +127,15 @@ class Watcher(Observer):
                 self._add_leaf(obj, site)
                 if obj.grad is not None:
                     self.ledger.add(obj.grad, "grad", obj, site, None)
-            elif isinstance(obj, Optimizer):  # its state buffers are live memory too
+            elif issubclass(type(obj), Optimizer):  # (type(): isinstance() wakes lazy module proxies)
                 for param, state in list(getattr(obj, "state", {}).items()):
                     for buf in list(state.values()) if isinstance(state, dict) else ():
                         if backend.is_array(buf):
                             self.ledger.add(buf, "optimizer_state", param, "<before watch>", None)
 
     def _add_leaf(self, tensor: Any, site: Any) -> None:
-        self.leaves[_new_ref(tensor, self._leaf_died_cb)] = [site, len(self.leaves), 0]
+        self._leaf_order += 1  # monotonic: which of two wraps of one storage came later
+        self.leaves[_new_ref(tensor, self._leaf_died_cb)] = [site, self._leaf_order, 0]
 
     # -- agcore events -------------------------------------------------------------
     def on_alloc(self, array: Any, role: str, owner: Any) -> None:
@@ -159,14 +159,24 @@ class Watcher(Observer):
         self.leaves.pop(ref, None)
 
     def on_grad(self, tensor: Any, array: Any, first: bool) -> None:
+        if first:
+            return  # a buffer backward allocated: its ledger record (role grad) says it was written
         entry = self.leaves.get(_new_ref(tensor))
-        if entry is not None:
+        if entry is not None:  # backward accumulated into an existing buffer (maybe the user's own)
             entry[2] += 1
 
     def grad_writes(self, tensor: Any) -> int:
-        """How many times backward wrote ``tensor.grad`` during the watch (0 for unknown tensors)."""
+        """Whether (how often) backward wrote into ``tensor.grad`` during the watch; 0 when never.
+
+        Counts accumulations into an existing buffer, plus one when the current buffer
+        is one backward allocated itself.
+        """
         entry = self.leaves.get(_new_ref(tensor))
-        return entry[2] if entry is not None else 0
+        count = entry[2] if entry is not None else 0
+        grad = tensor.grad
+        if grad is not None and self.ledger.role_of(grad) == "grad":
+            count += 1
+        return count
 
     def on_node(self, node: Any, output: Any) -> None:
         # a plain tuple in NodeInfo's field order; live_nodes() builds the NodeInfo
@@ -189,7 +199,7 @@ class Watcher(Observer):
 
     def on_backward_begin(self, root: Any, retain_graph: bool) -> None:
         self.events.backward_calls += 1
-        self._backward_site = user_site(1)
+        self._backward_site = user_site_pair(1)  # formatted when a record's site is read
 
     def on_inplace(self, tensor: Any, op: str, version: int, site: str) -> None:
         counter = tensor._version

@@ -264,6 +264,11 @@ def test_growth_limit_with_the_fixture_session(pytester: pytest.Pytester, run_te
 
         KEPT = []
 
+        @pytest.fixture(autouse=True)
+        def _forget_kept():  # the outer test process lives on: leave no tensors behind
+            yield
+            KEPT.clear()
+
         @pytest.mark.memcheck(repeat=3, max_growth_bytes=1024, allow=["retained_graph", "growth"])
         def test_grows(memcheck):
             KEPT.append(ag.randn(64, 64, requires_grad=True, name="kept"))  # 16 KiB per repeat

@@ -1,0 +1,164 @@
+"""Probes read into every sample: NumPy's tracemalloc domain, RSS, gc, live graph nodes, the ledger, CuPy's pool."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+import agcore as ag
+import memcheck
+from memcheck import probes
+from memcheck.tracewindow import TraceWindow
+
+SAMPLE_KEYS = {
+    "iteration", "t", "rss_bytes", "numpy_bytes", "numpy_peak_bytes", "ledger_bytes", "ledger_total_bytes",
+    "live_tensors", "live_nodes", "gc_counts", "gc_collections", "gpu_used_bytes", "gpu_total_bytes",
+}  # fmt: skip
+
+
+def site(marker: str) -> str:
+    """``path:line`` of the one line of this file that ends with the comment ``# marker``."""
+    lines = Path(__file__).read_text(encoding="utf-8").splitlines()
+    hits = [n for n, text in enumerate(lines, 1) if text.rstrip().endswith(f"# {marker}")]
+    assert len(hits) == 1, f"marker {marker!r} found {len(hits)} times"
+    return f"{__file__}:{hits[0]}"
+
+
+@pytest.fixture(autouse=True)
+def _collect() -> None:
+    gc.collect()
+
+
+def test_sample_has_every_contract_field_with_plain_json_values() -> None:
+    with memcheck.watch(sample_every=1) as s:
+        smp = s.iteration()
+    assert set(smp) == SAMPLE_KEYS
+    assert smp["iteration"] == 1 and smp["t"] >= 0
+    assert isinstance(smp["rss_bytes"], int) and smp["rss_bytes"] > 0
+    assert len(smp["gc_counts"]) == 3 and all(isinstance(c, int) for c in smp["gc_counts"])
+    assert isinstance(smp["gc_collections"], int)
+    assert smp["numpy_bytes"] is None and smp["numpy_peak_bytes"] is None  # default mode: no tracemalloc
+    assert set(smp["ledger_bytes"]) >= {"param", "input", "activation", "grad", "optimizer_state"}
+
+
+def test_rss_probe_agrees_with_psutil_and_sees_a_big_allocation() -> None:
+    probe = probes.RssProbe()
+    before = probe.read()
+    assert abs(before - psutil.Process().memory_info().rss) < 8 << 20
+    block = np.ones(64 << 20, np.uint8)  # 64 MiB, touched
+    assert probe.read() - before >= 48 << 20
+    del block
+
+
+def test_gc_counts_report_collections() -> None:
+    _, before = probes.gc_counts()
+    gc.collect()
+    counts, after = probes.gc_counts()
+    assert after >= before + 1  # a full collection counts in every generation it ran
+    assert counts[0] >= 0
+
+
+def test_live_nodes_and_tensors_follow_the_graph() -> None:
+    with memcheck.watch() as s:
+        a = ag.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        first = s.sample()
+        out = ((a * 2).exp() + a).sum()  # four nodes: mul, exp, add, sum
+        held = s.sample()
+        del out
+        freed = s.sample()
+    assert held["live_nodes"] - first["live_nodes"] == 4
+    assert freed["live_nodes"] == first["live_nodes"]
+    assert held["live_tensors"] > freed["live_tensors"]
+    # what the graph keeps: exp's output (saved for its backward) and the sum; the outputs of
+    # mul and add were consumed and not saved, so they died at once
+    assert held["ledger_bytes"]["activation"] - freed["ledger_bytes"]["activation"] == 12 + 4
+    assert freed["ledger_bytes"]["activation"] == first["ledger_bytes"]["activation"]
+
+
+def test_deep_mode_reads_numpy_domain_bytes() -> None:
+    with memcheck.watch(mode="deep") as s:
+        assert s.trace_sites and tracemalloc.is_tracing()
+        before = s.sample()
+        block = np.zeros(250_000)  # 2 MB NumPy buffer no tensor owns
+        after = s.sample()
+        del block
+        gone = s.sample()
+    assert isinstance(before["numpy_bytes"], int)
+    assert after["numpy_bytes"] - before["numpy_bytes"] >= 2_000_000
+    assert after["numpy_bytes"] - gone["numpy_bytes"] >= 2_000_000
+    assert after["numpy_peak_bytes"] >= after["numpy_bytes"]
+    assert s.run.mode == "deep"
+    assert not tracemalloc.is_tracing()
+
+
+def test_numpy_domain_bytes_counts_only_numpy_buffers() -> None:
+    assert probes.numpy_domain_bytes() is None and probes.traced_peak_bytes() is None
+    tracemalloc.start(1)
+    try:
+        base = probes.numpy_domain_bytes()
+        junk = ["x" * 1000 for _ in range(1000)]  # 1 MB of Python objects: another domain
+        assert probes.numpy_domain_bytes() - base < 100_000
+        arr = np.ones(125_000)
+        assert probes.numpy_domain_bytes() - base >= 1_000_000
+        del junk, arr
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_tracemalloc_started_by_the_user_is_left_running() -> None:
+    tracemalloc.start(1)
+    try:
+        with memcheck.watch(trace_sites=True):
+            pass
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+
+
+def test_trace_window_names_the_line_that_grew() -> None:
+    keep = []
+    with memcheck.watch() as s:
+        assert not tracemalloc.is_tracing()  # default mode: no tracemalloc until a window opens
+        s.open_trace_window()
+        for _ in range(5):
+            keep.append(np.ones(20_000))  # grows
+            s.iteration()
+        rows = s.close_trace_window()
+        assert not tracemalloc.is_tracing()
+    numpy_rows = {r.site: r for r in rows if r.numpy}
+    assert numpy_rows[site("grows")].bytes == 5 * 160_000 and numpy_rows[site("grows")].count == 5
+    assert rows == s.trace_growth
+    assert all(not r.site.startswith(str(Path(memcheck.__file__).parent)) for r in rows)
+
+
+def test_trace_window_close_without_open_is_empty() -> None:
+    assert TraceWindow().close() == []
+
+
+@pytest.mark.skipif(ag.gpu_available(), reason="checks the CPU-only behaviour")
+def test_cupy_probe_reports_none_without_a_gpu() -> None:
+    probe = probes.CupyProbe()
+    assert not probe.active and probe.read() == (None, None)
+    with memcheck.watch(sample_every=1) as s:
+        smp = s.iteration()
+    assert smp["gpu_used_bytes"] is None and smp["gpu_total_bytes"] is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ag.gpu_available(), reason="needs CuPy and a CUDA GPU")
+def test_cupy_probe_sees_device_buffers() -> None:
+    with memcheck.watch(sample_every=1) as s:
+        before = s.sample()
+        w = ag.zeros(1 << 20, requires_grad=True, device="cuda", name="w")  # 4 MiB on the device
+        (w * 2.0).sum().backward()
+        after = s.sample()
+    assert after["gpu_used_bytes"] - before["gpu_used_bytes"] >= 2 * (4 << 20)  # w and its grad
+    assert after["gpu_total_bytes"] >= after["gpu_used_bytes"]
+    recs = [r for r in s.ledger if r.owner_name() == "w" and r.role in ("param", "grad")]
+    assert {(r.role, r.device, r.bytes) for r in recs} == {("param", "cuda", 4 << 20), ("grad", "cuda", 4 << 20)}
+    assert s._gpu.malloc_bytes >= 4 << 20
