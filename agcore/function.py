@@ -23,7 +23,7 @@ import numpy
 
 from agcore import backend, scope
 from agcore.node import Node
-from agcore.observe import announce, observers
+from agcore.observe import announce, observers, wants
 from agcore.sites import INTERNAL_PREFIXES
 from agcore.tensor import Tensor
 from agcore.version import Version
@@ -157,8 +157,9 @@ class Function:
             announce("on_alloc", data, "activation", out)
         if observers:
             announce("on_node", node, out)
-            for item in node.saved_items():
-                announce("on_save", node, item)
+            if wants("on_save"):
+                for item in node.saved_items():
+                    announce("on_save", node, item)
         return out
 
 

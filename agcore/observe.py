@@ -56,15 +56,37 @@ def attach(observer: Observer) -> None:
     """Start announcing events to ``observer``."""
     if observer not in observers:
         observers.append(observer)
+        _rebuild()
 
 
 def detach(observer: Observer) -> None:
     """Stop announcing events to ``observer`` (no error if it was not attached)."""
     if observer in observers:
         observers.remove(observer)
+        _rebuild()
+
+
+# event name -> the bound methods that override Observer's no-op, rebuilt on attach/detach,
+# so an announcement costs one dict lookup and only real calls (derived from ``observers``)
+_handlers: dict[str, tuple[Any, ...]] = {}
+
+
+def _rebuild() -> None:
+    _handlers.clear()
+    for name in vars(Observer):
+        if name.startswith("on_"):
+            base = getattr(Observer, name)
+            _handlers[name] = tuple(
+                getattr(o, name) for o in observers if getattr(type(o), name, base) is not base
+            )
+
+
+def wants(event: str) -> bool:
+    """True when some attached observer handles ``event`` (skip building its arguments otherwise)."""
+    return bool(_handlers.get(event))
 
 
 def announce(event: str, *args: Any) -> None:
-    """Call ``event`` on every attached observer. Callers check ``observers`` first."""
-    for observer in tuple(observers):
-        getattr(observer, event)(*args)
+    """Call ``event`` on every attached observer that handles it. Callers check ``observers`` first."""
+    for handler in _handlers.get(event, ()):
+        handler(*args)
