@@ -8,9 +8,12 @@ overhead benchmark both time against these, so the baseline is the same code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+import agcore as ag
 
 BIG_SIZES = (784, 256, 256, 10)
 BIG_BATCH = 64
@@ -86,3 +89,24 @@ class HandMLP:
             w -= self.lr * gw
             b -= self.lr * gb
         return loss
+
+
+def agcore_step(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> Callable[[], Any]:
+    """One agcore training step: zero_grad, forward, loss, backward, SGD."""
+    model = ag.nn.MLP([params[0][0].shape[0]] + [w.shape[1] for w, _ in params])
+    for layer, (w, b) in zip(model.layers, params):
+        layer.weight.data[...] = w
+        layer.bias.data[...] = b
+    opt = ag.optim.SGD(model.parameters(), lr=LR)
+    xt = ag.tensor(x)
+    yt = y if loss == "ce" else ag.tensor(y)
+    loss_fn = ag.cross_entropy if loss == "ce" else ag.mse_loss
+
+    def step() -> Any:
+        opt.zero_grad()
+        out = loss_fn(model(xt), yt)
+        out.backward()
+        opt.step()
+        return out.data
+
+    return step

@@ -40,6 +40,7 @@ from _models import (  # noqa: E402
     TINY_BATCH,
     TINY_SIZES,
     HandMLP,
+    agcore_step,
     make_batch,
     make_params,
 )
@@ -49,27 +50,6 @@ import agcore as ag  # noqa: E402
 TARGETS = {"big": 1.15, "tiny": 2.0}
 
 Step = Callable[[], Any]
-
-
-def agcore_step(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> Step:
-    """One agcore training step: zero_grad, forward, loss, backward, SGD."""
-    model = ag.nn.MLP([params[0][0].shape[0]] + [w.shape[1] for w, _ in params])
-    for layer, (w, b) in zip(model.layers, params):
-        layer.weight.data[...] = w
-        layer.bias.data[...] = b
-    opt = ag.optim.SGD(model.parameters(), lr=LR)
-    xt = ag.tensor(x)
-    yt = y if loss == "ce" else ag.tensor(y)
-    loss_fn = ag.cross_entropy if loss == "ce" else ag.mse_loss
-
-    def step() -> Any:
-        opt.zero_grad()
-        out = loss_fn(model(xt), yt)
-        out.backward()
-        opt.step()
-        return out.data
-
-    return step
 
 
 def hand_step(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> Step:

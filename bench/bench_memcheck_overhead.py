@@ -37,9 +37,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _models import BIG_BATCH, BIG_SIZES, LR, TINY_BATCH, TINY_SIZES, make_batch, make_params  # noqa: E402
+import _models  # noqa: E402
+from _models import BIG_BATCH, BIG_SIZES, TINY_BATCH, TINY_SIZES, make_batch, make_params  # noqa: E402
 
-import agcore as ag  # noqa: E402
 import memcheck  # noqa: E402
 
 TARGETS = {"big": 1.3, "tiny": 2.0}
@@ -51,25 +51,7 @@ Step = Callable[[], Any]
 def agcore_step(kind: str) -> Step:
     """One agcore training step of the given model: zero_grad, forward, loss, backward, SGD."""
     sizes, batch, loss = (BIG_SIZES, BIG_BATCH, "ce") if kind == "big" else (TINY_SIZES, TINY_BATCH, "mse")
-    params = make_params(sizes)
-    x, y = make_batch(sizes, batch, loss)
-    model = ag.nn.MLP(list(sizes))
-    for layer, (w, b) in zip(model.layers, params):
-        layer.weight.data[...] = w
-        layer.bias.data[...] = b
-    opt = ag.optim.SGD(model.parameters(), lr=LR)
-    xt = ag.tensor(x)
-    yt = y if loss == "ce" else ag.tensor(y)
-    loss_fn = ag.cross_entropy if loss == "ce" else ag.mse_loss
-
-    def step() -> Any:
-        opt.zero_grad()
-        out = loss_fn(model(xt), yt)
-        out.backward()
-        opt.step()
-        return out.data
-
-    return step
+    return _models.agcore_step(make_params(sizes), *make_batch(sizes, batch, loss), loss)
 
 
 def run_block(variant: str, step: Step, n: int) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +11,12 @@ import pytest
 import agcore as ag
 import memcheck
 from memcheck.ledger import Ledger
+from tests.markers import marker_site
 
 
 def site(marker: str) -> str:
     """``path:line`` of the one line of this file that ends with the comment ``# marker``."""
-    lines = Path(__file__).read_text(encoding="utf-8").splitlines()
-    hits = [n for n, text in enumerate(lines, 1) if text.rstrip().endswith(f"# {marker}")]
-    assert len(hits) == 1, f"marker {marker!r} found {len(hits)} times"
-    return f"{__file__}:{hits[0]}"
+    return marker_site(__file__, marker)
 
 
 @pytest.fixture(autouse=True)
