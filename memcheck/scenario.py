@@ -116,6 +116,7 @@ def run_cli(scenario: Scenario, argv: list[str] | None = None) -> int:
     if active is not None:  # under `memcheck run`: that session reports
         step = scenario.build(args.fixed)
         run_steps(step, n, active)
+        active.check()  # judge while the scenario's objects are alive; the session keeps what it found
         return 0
 
     variant = "fixed" if args.fixed else "buggy"

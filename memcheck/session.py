@@ -68,6 +68,7 @@ class Session:
         self.growth: dict[str, Any] | None = None
         self.trace_growth: list[SiteGrowth] = []
         self.trace_span = 1  # iterations the last trace window covered
+        self._seen: dict[tuple, Finding] = {}  # every finding of every check() so far
         self.reported: list[Finding] = []  # from foreign engines and caught agcore errors
         self.unowned: list[dict[str, Any]] = []  # NumPy bytes no tensor owns, by site (trace_sites)
         self._window = TraceWindow()
@@ -198,14 +199,20 @@ class Session:
         self.reported.append(finding)
 
     def check(self) -> list[Finding]:
-        """Run every detector now; returns (and keeps) the findings."""
+        """Run every detector now; returns (and keeps) the findings of the whole session so far.
+
+        A problem seen by an earlier check stays reported even when the objects behind it
+        died since (a script's model freed before the watch ends); a later check of the
+        same problem (kind and owner) replaces it with fresher numbers.
+        """
         from memcheck import foreign
         from memcheck.detectors import run_detectors
+        from memcheck.findings import severity_rank
 
-        check_foreign = getattr(foreign, "check", None)
-        if check_foreign is not None:
-            check_foreign(self)
-        self.findings = run_detectors(self)
+        foreign.check(self)
+        for finding in run_detectors(self):
+            self._seen[(finding.kind, finding.owner)] = finding
+        self.findings = sorted(self._seen.values(), key=lambda f: -severity_rank(f.severity))
         return self.findings
 
     @property

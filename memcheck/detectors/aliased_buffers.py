@@ -132,7 +132,7 @@ def _data_findings(session: Session) -> list[Finding]:
 
 def detect(session: Session) -> list[Finding]:
     found = _grad_findings(_live_tensors(session)) + _data_findings(session)
-    for reported in session.reported:  # a pool's adapter saw the double release: it names the line to change
+    for reported in list(session.reported):  # a pool's adapter saw the double release: it names the line to change
         if reported.kind != "aliased_buffers":
             continue
         pointer = reported.evidence.get("pointer")
@@ -149,4 +149,5 @@ def detect(session: Session) -> list[Finding]:
         else:
             match.sites = unique(reported.sites + match.sites)
             match.evidence["pool"] = reported.evidence
+            session.reported.remove(reported)  # absorbed: a later check must not report it again alone
     return found

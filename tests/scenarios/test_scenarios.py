@@ -22,7 +22,6 @@ FOLDER = Path(__file__).resolve().parents[2] / "scenarios"
 NAMES = sorted(p.stem for p in FOLDER.glob("*.py") if not p.name.startswith("_"))
 #: soak scenarios stop early when buggy; a few hundred iterations are enough to judge either variant
 SOAK_ITERATIONS = 400
-#: culprit lines the detectors cannot name yet (requests in .notes/scenarios-requests.md, items 7, 8, 10)
 
 
 def _run(name: str, fixed: bool, tmp_path: Path):
@@ -120,3 +119,18 @@ def test_list_scenarios_reads_descriptions_without_executing(tmp_path: Path) -> 
     listed = dict(list_scenarios(FOLDER))
     assert set(listed) == set(NAMES)
     assert all(listed.values())
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "soak_5000"])
+@pytest.mark.parametrize("fixed", [False, True], ids=["buggy", "fixed"])
+def test_memcheck_run_of_a_scenario_reports_what_it_expects(name: str, fixed: bool, tmp_path: Path) -> None:
+    from memcheck.cli.main import main
+
+    args = ["run", str(FOLDER / f"{name}.py"), "-o", str(tmp_path), "--fail-on", "info"]
+    code = main(args + (["--", "--fixed"] if fixed else []))
+    (report,) = tmp_path.glob("*.json")
+    kinds = {f["kind"] for f in json.loads(report.read_text())["findings"]}
+    expected = load_scenario(FOLDER / f"{name}.py").expected_kinds(fixed)
+    assert kinds == expected
+    assert code == (1 if expected else 0)
+
