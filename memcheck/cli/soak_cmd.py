@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "soak",
         help=HELP,
         description=HELP + ". Ctrl-C stops it and still writes the report of what ran.",
-        epilog="example: memcheck soak scenarios/tape_keeps_graphs.py --iterations 5000 --sample-every 50",
+        epilog="example: memcheck soak scenarios/soak_5000.py --iterations 5000 --sample-every 50",
     )
     p.add_argument("script", metavar="SCRIPT", help="a scenario script (defines SCENARIO)")
     p.add_argument("-n", "--iterations", type=_positive, metavar="N",
