@@ -14,7 +14,7 @@ from typing import Any
 import numpy
 
 from agcore import backend
-from agcore.errors import GraphReleasedError
+from agcore.errors import AgcoreError, GraphReleasedError
 from agcore.node import Node
 from agcore.observe import announce, observers
 from agcore.sites import user_site
@@ -61,6 +61,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         else:
             leaf_grads = _run_graph(root.grad_fn, g0, retain_graph, site, foreign)
         _write_leaf_grads(leaf_grads, foreign)
+    except AgcoreError as exc:  # observers learn of it even when the caller catches it
+        if observers:
+            announce("on_error", exc)
+        raise
     finally:
         if observers:
             announce("on_backward_end", root)

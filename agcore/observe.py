@@ -1,8 +1,8 @@
 """The observer seam: every buffer agcore creates and every graph event, announced once.
 
-agcore knows nothing of who listens. A checker (memcheck) subclasses
-:class:`Observer` and calls :func:`attach`. With no observer attached every
-announcement costs the caller one truthiness check of :data:`observers`::
+agcore knows nothing of who listens. A checker subclasses :class:`Observer`
+and calls :func:`attach`. With no observer attached every announcement costs
+the caller one truthiness check of :data:`observers`::
 
     if observers:
         announce("on_alloc", array, role, owner)
@@ -15,41 +15,110 @@ reports the op that made it.
 Releases of Python objects (a node, an array) are not announced here: an
 observer that wants them takes a ``weakref.ref`` with a callback, which costs
 nothing when no one watches.
+
+What an observer may read of the objects it is handed is declared below as
+Protocols (:class:`ObservedTensor`, :class:`ObservedNode`,
+:class:`ObservedSaved`, :class:`ObservedVersion`): that is the whole contract;
+anything else on agcore's objects may change without notice.
+
+Observers are process-wide: events from every thread reach every attached
+observer, called on the thread that caused them. An observer that wants one
+thread's events filters by ``threading.get_ident()``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 observers: list[Observer] = []
+
+
+class ObservedVersion(Protocol):
+    """A storage's version counter, shared by a tensor and its views."""
+
+    value: int  # in-place changes so far
+    op: str  # the last in-place op's name
+    site: str  # where the last in-place change was made ("path:line")
+
+
+class ObservedTensor(Protocol):
+    """What an observer may read of a Tensor."""
+
+    data: Any  # the NumPy/CuPy array
+    requires_grad: bool
+    grad: Any  # None or an array
+    grad_fn: ObservedNode | None  # None for a leaf
+    name: str | None
+    _version: ObservedVersion | None  # None until the first save, view or in-place change
+
+
+class ObservedSaved(Protocol):
+    """One saved value of a node, with the version bookkeeping of a saved tensor."""
+
+    data: Any
+    counter: ObservedVersion | None  # None for a private array (no version check)
+    version: int
+    name: str | None
+
+
+class ObservedGraph(Protocol):
+    name: str
+
+
+class ObservedNode(Protocol):
+    """What an observer may read of a graph node (the record of one op)."""
+
+    fn: type  # the op's Function class (``fn.__name__`` is the op's name)
+    inputs: tuple[Any, ...]  # input edges: input nodes or leaf tensors (strong references)
+    saved: tuple[Any, ...] | None  # the saved values; None once backward released them
+    checks: tuple[tuple[int, ObservedVersion, int, str | None], ...]  # (index, counter, version, name)
+    output: Callable[[], Any] | None  # a weak reference to the output tensor
+    site_pair: tuple[str, int]  # where the op was called: (path, line) in user code
+    graph: ObservedGraph
+    released_at: str | None
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def site(self) -> str: ...
+
+    def saved_items(self) -> list[ObservedSaved]: ...
 
 
 class Observer:
     """Base class with a no-op method per event; override the ones you need."""
 
     def on_alloc(self, array: Any, role: str, owner: Any) -> None:
-        """A new buffer: ``owner`` is the Tensor (or optimizer) it belongs to."""
+        """A new buffer: ``owner`` is the Tensor (an :class:`ObservedTensor`) it belongs to."""
 
-    def on_node(self, node: Any, output: Any) -> None:
+    def on_node(self, node: ObservedNode, output: ObservedTensor) -> None:
         """An op recorded ``node`` in the graph; ``output`` is the Tensor it made."""
 
-    def on_save(self, node: Any, saved: Any) -> None:
-        """``node`` saved ``saved`` (a :class:`agcore.node.SavedTensor`: data, counter, version, name)."""
+    def on_save(self, node: ObservedNode, saved: ObservedSaved) -> None:
+        """``node`` saved ``saved``."""
 
-    def on_saved_released(self, node: Any, site: str) -> None:
+    def on_saved_released(self, node: ObservedNode, site: str) -> None:
         """Backward freed the saved tensors of ``node`` (site: where backward was called)."""
 
-    def on_backward_begin(self, root: Any, retain_graph: bool) -> None:
+    def on_backward_begin(self, root: ObservedTensor, retain_graph: bool) -> None:
         """``root.backward()`` is starting."""
 
-    def on_backward_end(self, root: Any) -> None:
+    def on_backward_end(self, root: ObservedTensor) -> None:
         """``root.backward()`` finished (also after an error)."""
 
-    def on_grad(self, tensor: Any, array: Any, first: bool) -> None:
+    def on_grad(self, tensor: ObservedTensor, array: Any, first: bool) -> None:
         """A gradient was written into ``tensor.grad`` (first=True: a new buffer)."""
 
-    def on_inplace(self, tensor: Any, op: str, version: int, site: str) -> None:
+    def on_inplace(self, tensor: ObservedTensor, op: str, version: int, site: str) -> None:
         """``tensor`` was changed in place by ``op``; its version is now ``version``."""
+
+    def on_error(self, exc: BaseException) -> None:
+        """agcore raised ``exc`` (a released graph, a changed saved tensor), whether or not the caller catches it."""
+
+    def on_step(self, optimizer: Any) -> None:
+        """An optimizer finished one ``step()``: the natural end of a training iteration."""
 
 
 def attach(observer: Observer) -> None:

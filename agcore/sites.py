@@ -1,9 +1,11 @@
 """Call sites in user code, as "path:line" strings, found cheaply.
 
-The first frame whose code does not live in agcore (nor in memcheck, which
+The first frame whose code does not live in agcore (nor in a package that
+registered itself as internal with :func:`register_internal`: a checker that
 watches from outside) is the user's line: the place an op, a save or a backward
 came from. Every op records one, so the test is a string prefix check on the
-code's file name, not a lookup of the frame's module.
+code's file name, not a lookup of the frame's module. agcore names no other
+package: whoever watches registers its own paths.
 """
 
 from __future__ import annotations
@@ -13,18 +15,30 @@ import sys
 from types import FrameType
 
 
-def _prefixes() -> tuple[str, ...]:
-    """File-name prefixes of internal code: this package and its sibling memcheck, as imported and absolute."""
-    out = []
-    for here in (os.path.dirname(__file__), os.path.dirname(os.path.abspath(__file__))):
-        for pkg in (here, os.path.join(os.path.dirname(here), "memcheck")):
-            prefix = pkg + os.sep if pkg else ""
+def _prefixes(*dirs: str) -> tuple[str, ...]:
+    """File-name prefixes of ``dirs`` as imported and absolute, each once."""
+    out: list[str] = []
+    for d in dirs:
+        for form in (d, os.path.abspath(d)):
+            prefix = form + os.sep if form else ""
             if prefix and prefix not in out:
                 out.append(prefix)
     return tuple(out)
 
 
-INTERNAL_PREFIXES = _prefixes()
+#: file-name prefixes of internal code: agcore, then whatever registered itself
+INTERNAL_PREFIXES: tuple[str, ...] = _prefixes(os.path.dirname(__file__))
+
+
+def register_internal(*dirs: str) -> None:
+    """Treat code under ``dirs`` as internal: its frames are never a user's site (a checker's own code)."""
+    global INTERNAL_PREFIXES
+    INTERNAL_PREFIXES = tuple(dict.fromkeys(INTERNAL_PREFIXES + _prefixes(*dirs)))
+
+
+def is_internal_file(filename: str) -> bool:
+    """True for a file of agcore or of a registered package."""
+    return filename.startswith(INTERNAL_PREFIXES)
 
 
 def _is_internal(frame: FrameType) -> bool:
