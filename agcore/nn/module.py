@@ -1,0 +1,595 @@
+"""``Module`` and ``Parameter``: PyTorch's ``nn.Module`` contract on agcore tensors.
+
+Parameters, buffers and sub-modules live in ordinary instance attributes (so
+``self.fc`` in ``forward`` is a plain attribute read, no ``__getattr__`` detour)
+and, in assignment order, in the registries ``_parameters``, ``_buffers`` and
+``_modules`` that PyTorch code reads. What registers is what PyTorch registers:
+a :class:`Parameter`, a :class:`Module`, a buffer named by ``register_buffer``.
+A plain list or dict of modules registers nothing in PyTorch either; assigning
+one warns, because its parameters would silently miss the optimizer and the
+state dict (use ``nn.ModuleList``/``nn.ModuleDict``).
+
+``module(x)`` calls the class's ``forward`` directly (``__init_subclass__``
+sets ``cls.__call__ = cls.forward``): one Python frame less per layer call.
+Registering a forward hook on a module switches its class to the hook-aware
+``__call__``; classes without hooks keep the fast path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import numpy
+
+from agcore import backend
+from agcore.observe import announce, observers
+from agcore.sites import user_site
+from agcore.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module registers as a parameter; ``Parameter(t)`` shares ``t``'s storage.
+
+    Parameters have a ``__dict__`` (user code sometimes tags them); ops on them return plain Tensors.
+    """
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        if data is None:
+            data = numpy.empty((0,), dtype=numpy.float32)
+        elif isinstance(data, Tensor):
+            data = data.data
+        elif not backend.is_array(data):
+            data = numpy.asarray(data, dtype=numpy.float32)
+        super().__init__(data, requires_grad=requires_grad, role="param")
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (Parameter, (backend.to_numpy(self.data), self.requires_grad))
+
+
+class _IncompatibleKeys(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class RemovableHandle:
+    """What ``register_*_hook`` returns: ``handle.remove()`` unregisters the hook."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: dict) -> None:
+        self.hooks = hooks
+        self.id = next(RemovableHandle._ids)
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+_REGISTRIES = ("_parameters", "_buffers", "_modules")
+
+
+def _registry(module: Module, name: str) -> dict:
+    """The registry ``name`` of ``module``, made on first need (subclasses may skip ``super().__init__()``)."""
+    d = module.__dict__
+    reg = d.get(name)
+    if reg is None:
+        reg = d[name] = {} if name != "_non_persistent_buffers_set" else set()
+    return reg
+
+
+def _plain_container_of_modules(value: Any) -> bool:
+    items: Any = ()
+    if isinstance(value, (list, tuple)):
+        items = value
+    elif isinstance(value, dict):
+        items = value.values()
+    return any(isinstance(v, (Module, Parameter)) for v in items)
+
+
+class Module:
+    """Base class of every layer and model, as ``torch.nn.Module``."""
+
+    training: bool = True
+    _version = 1  # PyTorch's state-dict version field, read by some user code
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        d = self.__dict__
+        d["training"] = True
+        for name in _REGISTRIES:
+            d.setdefault(name, {})
+        d.setdefault("_non_persistent_buffers_set", set())
+        d.setdefault("_forward_hooks", {})
+        d.setdefault("_forward_pre_hooks", {})
+
+    # -- registration ---------------------------------------------------------------
+    def __setattr__(self, key: str, value: Any) -> None:
+        d = self.__dict__
+        if isinstance(value, Parameter):
+            self._forget(key)
+            _registry(self, "_parameters")[key] = value
+            if value.name is None:
+                value.name = key
+        elif isinstance(value, Module):
+            self._forget(key)
+            _registry(self, "_modules")[key] = value
+            _name_parameters(value, key)
+        elif key in d.get("_parameters", ()):
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as parameter '{key}' (nn.Parameter or None expected)"
+                )
+            d["_parameters"][key] = None
+        elif key in d.get("_modules", ()):
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as child module '{key}' (nn.Module or None expected)"
+                )
+            d["_modules"][key] = None
+        elif key in d.get("_buffers", ()):
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{key}' (Tensor or None expected)")
+            d["_buffers"][key] = value
+        elif _plain_container_of_modules(value):
+            warnings.warn(
+                f"{type(self).__name__}.{key} is a plain {type(value).__name__} of modules or parameters: "
+                "as in PyTorch, their parameters are not registered (not in parameters(), state_dict(), "
+                "to(), train()); use nn.ModuleList or nn.ModuleDict",
+                UserWarning,
+                stacklevel=2,
+            )
+        d[key] = value
+
+    def __delattr__(self, key: str) -> None:
+        self._forget(key)
+        object.__delattr__(self, key)
+
+    def _forget(self, key: str) -> None:
+        d = self.__dict__
+        for name in _REGISTRIES:
+            reg = d.get(name)
+            if reg and key in reg:
+                del reg[key]
+        nonpersistent = d.get("_non_persistent_buffers_set")
+        if nonpersistent:
+            nonpersistent.discard(key)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if "." in name or not name:
+            raise KeyError(f"parameter name can't contain '.' or be empty, got {name!r}")
+        if param is None:
+            self._forget(name)
+            _registry(self, "_parameters")[name] = None
+            self.__dict__[name] = None
+        elif not isinstance(param, Parameter):
+            raise TypeError(
+                f"cannot assign '{type(param).__name__}' object to parameter '{name}' (nn.Parameter or None required)"
+            )
+        else:
+            setattr(self, name, param)
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """A tensor that is state, not a parameter (a mask, statistics); persistent ones are in ``state_dict``."""
+        if "." in name or not name:
+            raise KeyError(f"buffer name can't contain '.' or be empty, got {name!r}")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(
+                f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' (Tensor or None required)"
+            )
+        if name in self.__dict__ and name not in _registry(self, "_buffers"):
+            raise KeyError(f"attribute '{name}' already exists")
+        self._forget(name)
+        _registry(self, "_buffers")[name] = tensor
+        if not persistent:
+            _registry(self, "_non_persistent_buffers_set").add(name)
+        self.__dict__[name] = tensor
+
+    def register_module(self, name: str, module: Module | None) -> None:
+        self.add_module(name, module)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if "." in name or not name:
+            raise KeyError(f"module name can't contain '.' or be empty, got {name!r}")
+        if hasattr(self, name) and name not in self.__dict__.get("_modules", {}):
+            raise KeyError(f"attribute '{name}' already exists")
+        if module is None:
+            self._forget(name)
+            _registry(self, "_modules")[name] = None
+            self.__dict__[name] = None
+        else:
+            setattr(self, name, module)
+
+    def get_submodule(self, target: str) -> Module:
+        mod: Module = self
+        for part in target.split(".") if target else ():
+            mod = mod.__dict__.get("_modules", {}).get(part)  # type: ignore[assignment]
+            if mod is None:
+                raise AttributeError(f"{type(self).__name__} has no submodule {target!r}")
+        return mod
+
+    def get_parameter(self, target: str) -> Parameter:
+        mod_path, _, name = target.rpartition(".")
+        p = self.get_submodule(mod_path).__dict__.get("_parameters", {}).get(name)
+        if p is None:
+            raise AttributeError(f"{type(self).__name__} has no parameter {target!r}")
+        return p
+
+    # -- traversal ---------------------------------------------------------------------
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """This module and every sub-module, depth first, each once (by identity)."""
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
+        yield prefix, self
+        for name, module in self.__dict__.get("_modules", {}).items():
+            if module is None:
+                continue
+            yield from module.named_modules(memo, prefix + ("." if prefix else "") + name, remove_duplicate)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        seen: set[int] = set()
+        for name, m in self.__dict__.get("_modules", {}).items():
+            if m is not None and id(m) not in seen:
+                seen.add(id(m))
+                yield name, m
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def _named_members(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool = True) -> Iterator:
+        seen: set[int] = set()
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        for mod_prefix, mod in modules:
+            for name, value in mod.__dict__.get(registry, {}).items():
+                if value is None:
+                    continue
+                if remove_duplicate:
+                    if id(value) in seen:
+                        continue
+                    seen.add(id(value))
+                yield (mod_prefix + ("." if mod_prefix else "") + name), value
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        """``(qualified name, parameter)``, each parameter once (a tied weight under its first name)."""
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every sub-module (children first), then on this one; returns self."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    # -- modes -------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        self.__dict__["training"] = mode
+        for m in self.children():
+            m.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (default) or zero in place every parameter's gradient."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.fill(0)
+
+    # -- state dict ----------------------------------------------------------------------
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> dict:
+        """Every parameter and persistent buffer by qualified name (tied weights under each name), as PyTorch.
+
+        Values are detached tensors sharing the module's storage (``keep_vars=True``: the objects themselves).
+        """
+        if args:  # PyTorch's old positional form state_dict(destination, prefix, keep_vars)
+            destination = args[0]
+            if len(args) > 1:
+                prefix = args[1]
+            if len(args) > 2:
+                keep_vars = args[2]
+        if destination is None:
+            destination = OrderedDict()
+        d = self.__dict__
+        for name, p in d.get("_parameters", {}).items():
+            if p is not None:
+                destination[prefix + name] = p if keep_vars else p.detach()
+        skip = d.get("_non_persistent_buffers_set", ())
+        for name, b in d.get("_buffers", {}).items():
+            if b is not None and name not in skip:
+                destination[prefix + name] = b if keep_vars else b.detach()
+        for name, m in d.get("_modules", {}).items():
+            if m is not None:
+                m.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
+        return destination
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> _IncompatibleKeys:
+        """Copy values into this module's parameters and buffers in place (their dtype kept), as PyTorch.
+
+        Values may be agcore or PyTorch tensors or NumPy arrays. ``strict``: missing or unexpected keys
+        raise; a shape mismatch always raises, naming the key and both shapes.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}.")
+        own = self._state_items()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        errors = []
+        if strict and (missing or unexpected):
+            if unexpected:
+                errors.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ".")
+            if missing:
+                errors.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ".")
+        pending = []
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = _as_host_array(state_dict[key])
+            if tuple(value.shape) != tuple(target.data.shape):
+                errors.append(
+                    f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} from checkpoint, "
+                    f"the shape in current model is {tuple(target.data.shape)}."
+                )
+                continue
+            pending.append((target, value))
+        if errors:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
+        site = user_site(1)
+        done: set[int] = set()
+        for target, value in pending:
+            if id(target) in done:
+                continue
+            done.add(id(target))
+            xp = backend.xp_of(target.data)
+            target.data[...] = xp.asarray(value) if xp is not numpy else value
+            _bump(target, "load_state_dict", site)
+        return _IncompatibleKeys(missing, unexpected)
+
+    def _state_items(self) -> dict[str, Tensor]:
+        """Qualified name -> the parameter or persistent buffer object (tied ones under every name)."""
+        out: dict[str, Tensor] = {}
+        for prefix, mod in self.named_modules(remove_duplicate=False):
+            d = mod.__dict__
+            dot = prefix + "." if prefix else ""
+            for name, p in d.get("_parameters", {}).items():
+                if p is not None:
+                    out[dot + name] = p
+            skip = d.get("_non_persistent_buffers_set", ())
+            for name, b in d.get("_buffers", {}).items():
+                if b is not None and name not in skip:
+                    out[dot + name] = b
+        return out
+
+    # -- device and dtype ---------------------------------------------------------------------
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``: converts parameters and buffers in place of their data.
+
+        The Parameter objects stay the same (an optimizer built before keeps working), as in PyTorch.
+        """
+        device = kwargs.pop("device", None)
+        dtype = kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, str) or type(a).__name__ == "device":
+                device = str(a)
+            else:
+                dtype = a
+        return self._convert(dtype, device)
+
+    def float(self) -> Module:
+        return self._convert(numpy.float32, None)
+
+    def double(self) -> Module:
+        return self._convert(numpy.float64, None)
+
+    def cpu(self) -> Module:
+        return self._convert(None, "cpu")
+
+    def cuda(self, device: Any = None) -> Module:
+        return self._convert(
+            None, "cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else str(device)
+        )
+
+    def _convert(self, dtype: Any, device: Any) -> Module:
+        np_dtype = _np_dtype(dtype) if dtype is not None else None
+        if device is not None:
+            device = str(device)
+            xp = backend.xp_for_device("cuda" if device.startswith("cuda") else device)
+        for mod in self.modules():
+            d = mod.__dict__
+            for reg, role in (("_parameters", "param"), ("_buffers", "input")):
+                for t in d.get(reg, {}).values():
+                    if t is not None:
+                        _convert_tensor(t, np_dtype, xp if device is not None else None, role)
+        return self
+
+    # -- calling --------------------------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _call_with_hooks(self, *args, **kwargs)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make ``module(x)`` call the class's ``forward`` directly: one Python frame less per layer call."""
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and "__call__" not in cls.__dict__:
+            cls.__call__ = cls.forward  # type: ignore[method-assign]
+
+    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """``hook(module, args)`` before ``forward``; a non-None return replaces ``args``."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
+        """``hook(module, args, output)`` after ``forward``; a non-None return replaces the output."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def _add_hook(self, table: str, hook: Callable) -> RemovableHandle:
+        hooks = self.__dict__.get(table)
+        if hooks is None:
+            hooks = self.__dict__[table] = {}
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        cls = type(self)
+        if cls.__dict__.get("__call__") is not _hooked_call:  # this class now checks for hooks on each call
+            cls.__call__ = _hooked_call  # type: ignore[method-assign]
+        return handle
+
+    # -- representation ------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = []
+        extra = self.extra_repr()
+        if extra:
+            lines = extra.split("\n")
+        for name, m in self.__dict__.get("_modules", {}).items():
+            body = repr(m).replace("\n", "\n  ")
+            lines.append(f"({name}): {body}")
+        main = type(self).__name__ + "("
+        if lines:
+            if len(lines) == 1 and not self.__dict__.get("_modules"):
+                main += lines[0]
+            else:
+                main += "\n  " + "\n  ".join(lines) + "\n"
+        return main + ")"
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()))
+
+
+def _call_with_hooks(module: Module, *args: Any, **kwargs: Any) -> Any:
+    d = module.__dict__
+    pre = d.get("_forward_pre_hooks")
+    if pre:
+        for hook in list(pre.values()):
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    out = module.forward(*args, **kwargs)
+    post = d.get("_forward_hooks")
+    if post:
+        for hook in list(post.values()):
+            result = hook(module, args, out)
+            if result is not None:
+                out = result
+    return out
+
+
+def _hooked_call(self: Module, *args: Any, **kwargs: Any) -> Any:
+    return _call_with_hooks(self, *args, **kwargs)
+
+
+def _name_parameters(module: Module, prefix: str) -> None:
+    """Give unnamed parameters their qualified name (error messages and memcheck name them)."""
+    for name, p in module.named_parameters(prefix):
+        p.name = name
+
+
+def _bump(t: Tensor, op: str, site: str) -> None:
+    counter = t._counter()
+    counter.value += 1
+    counter.op = op
+    counter.site = site
+    if observers:
+        announce("on_inplace", t, op, counter.value, site)
+
+
+def _as_host_array(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.data
+    if backend.is_array(value):
+        return value
+    detach = getattr(value, "detach", None)  # a PyTorch tensor
+    if detach is not None:
+        return detach().cpu().numpy()
+    return numpy.asarray(value)
+
+
+def _np_dtype(dtype: Any) -> Any:
+    """A NumPy dtype from agcore's, NumPy's or PyTorch's dtype objects or names."""
+    if isinstance(dtype, str):
+        return numpy.dtype(dtype.replace("torch.", ""))
+    try:
+        return numpy.dtype(dtype)
+    except TypeError:
+        text = str(dtype).replace("torch.", "").replace("agcore.", "")
+        return numpy.dtype(text)
+
+
+def _convert_tensor(t: Tensor, dtype: Any, xp: Any, role: str) -> None:
+    data = t.data
+    new = data
+    if xp is not None and backend.xp_of(data) is not xp:
+        new = xp.asarray(backend.to_numpy(data)) if xp is not numpy else backend.to_numpy(data)
+    if dtype is not None and new.dtype != dtype and (new.dtype.kind in "fc" or role != "param"):
+        if new.dtype.kind in "fc" and numpy.dtype(dtype).kind in "fc":
+            new = new.astype(dtype)
+    if new is data:
+        return
+    t.data = new
+    if observers:
+        announce("on_alloc", new, role, t)
+    g = t.grad
+    if g is not None:
+        g2 = g
+        if xp is not None and backend.xp_of(g) is not xp:
+            g2 = xp.asarray(backend.to_numpy(g)) if xp is not numpy else backend.to_numpy(g)
+        if g2.dtype != new.dtype:
+            g2 = g2.astype(new.dtype)
+        if g2 is not g:
+            t.grad = g2
+            if observers:
+                announce("on_alloc", g2, "grad", t)

@@ -1,0 +1,279 @@
+"""``Optimizer``: PyTorch's base class: param groups, state, ``zero_grad``, ``state_dict``.
+
+``param_groups`` is a list of dicts (``{'params': [...], 'lr': ..., ...}``) that
+user code may edit between steps (``opt.param_groups[0]['lr'] = ...``, as LR
+schedulers do). ``state[p]`` holds each parameter's buffers, allocated lazily and
+announced to observers with role ``optimizer_state`` (owner: the parameter).
+
+Updates run in place and make no temporary the size of a weight: every
+elementwise update goes through :func:`chunks`, which walks a parameter in slices
+of at most ``CHUNK`` elements and gives each slice a view of a small scratch
+buffer per dtype (announced once, owned by no tensor). A step bumps the version of
+each parameter it changes, so a graph that saved the old value can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from agcore import backend, scope
+from agcore.observe import announce, observers
+from agcore.sites import user_site
+from agcore.tensor import Tensor
+
+#: elements per slice of an in-place update: the largest temporary an optimizer step makes
+CHUNK = 16384
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _Required()
+
+
+class _ParamState(dict):
+    """A parameter's state dict; reads ``'momentum'`` as ``'momentum_buffer'`` (agcore's older name)."""
+
+    def __missing__(self, key: str) -> Any:
+        if key == "momentum" and "momentum_buffer" in self:
+            return self["momentum_buffer"]
+        raise KeyError(key)
+
+
+class Optimizer:
+    """Holds ``param_groups`` and per-parameter ``state``; subclasses define ``_step_group``."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.state: dict[Tensor, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        self._scratch: dict[Any, Any] = {}
+        if isinstance(params, Tensor):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Tensors or dicts, but got a Tensor"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; options it leaves out take the optimizer's defaults."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        group = {"params": params}
+        for key, default in self.defaults.items():
+            if default is required and key not in param_group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {key}")
+        for key, value in param_group.items():
+            if key != "params":
+                group[key] = value
+        for key, default in self.defaults.items():
+            group.setdefault(key, default)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    # -- agcore's older single-group API ------------------------------------------------------
+    @property
+    def params(self) -> list[Tensor]:
+        """Every parameter of every group, in order."""
+        return [p for g in self.param_groups for p in g["params"]]
+
+    @property
+    def lr(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for g in self.param_groups:
+            g["lr"] = value
+
+    # -- stepping ----------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (default) or zero in place every parameter's gradient."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.fill(0)
+
+    def step(self, closure: Any = None) -> Any:
+        """Update every parameter that has a gradient; returns ``closure()`` when given (run with grad enabled)."""
+        loss = None
+        if closure is not None:
+            state = scope.DEFAULT
+            before = state.grad_enabled
+            state.grad_enabled = True
+            try:
+                loss = closure()
+            finally:
+                state.grad_enabled = before
+        site = user_site(1)
+        op = type(self).__name__ + ".step"
+        for group in self.param_groups:
+            self._step_group(group, op, site)
+        if observers:
+            announce("on_step", self)
+        return loss
+
+    def _step_group(self, group: dict[str, Any], op: str, site: str) -> None:
+        raise NotImplementedError
+
+    def _buffer(self, p: Tensor, key: str, fill: Any = None) -> Any:
+        """The state buffer ``key`` of ``p``, allocated (zeros, or a copy of ``fill``) the first time."""
+        state = self.state.get(p)
+        if state is None:
+            state = self.state[p] = _ParamState()
+        buf = state.get(key)
+        if buf is None:
+            xp = backend.xp_of(p.data)
+            buf = xp.zeros_like(p.data) if fill is None else xp.array(fill, copy=True)
+            state[key] = buf
+            if observers:
+                announce("on_alloc", buf, "optimizer_state", p)
+        return buf
+
+    def _param_state(self, p: Tensor) -> dict[str, Any]:
+        state = self.state.get(p)
+        if state is None:
+            state = self.state[p] = _ParamState()
+        return state
+
+    def scratch(self, like: Any, n: int) -> Any:
+        """A 1-D work buffer of ``min(n, CHUNK)`` elements of ``like``'s dtype (kept; grown as needed)."""
+        key = (like.dtype, backend.device_of(like))
+        buf = self._scratch.get(key)
+        size = min(n, CHUNK)
+        if buf is None or buf.shape[1] < size:
+            buf = backend.xp_of(like).empty((2, size), dtype=like.dtype)
+            self._scratch[key] = buf
+            if observers:
+                announce("on_alloc", buf, "optimizer_state", None)
+        return buf
+
+    # -- state dict -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}`` as PyTorch's.
+
+        Indices number the parameters across groups in order; the buffers are the optimizer's own
+        arrays (not copies), as PyTorch returns its tensors.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for g in self.param_groups:
+            packed = {k: v for k, v in g.items() if k != "params"}
+            packed["params"] = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                packed["params"].append(index[id(p)])
+            groups.append(packed)
+        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state saved by ``state_dict`` (agcore's or PyTorch's)."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for mine, saved in zip(self.param_groups, saved_groups):
+            if len(mine["params"]) != len(saved["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"
+                )
+        by_index = {}
+        for mine, saved in zip(self.param_groups, saved_groups):
+            for i, p in zip(saved["params"], mine["params"]):
+                by_index[i] = p
+            for key, value in saved.items():
+                if key != "params":
+                    mine[key] = value
+        self.state = {}
+        for i, s in state_dict["state"].items():
+            p = by_index.get(int(i))
+            if p is None:
+                continue
+            state = self._param_state(p)
+            for key, value in s.items():
+                if key == "step":
+                    state[key] = float(_host(value))
+                    continue
+                host = _host(value)
+                if getattr(host, "ndim", 0) == 0 and not backend.is_array(value):
+                    state[key] = value
+                    continue
+                xp = backend.xp_of(p.data)
+                buf = xp.array(host, dtype=p.data.dtype, copy=True)
+                if buf.shape != p.data.shape:
+                    raise ValueError(f"optimizer state {key!r} has shape {buf.shape}, the parameter {p.data.shape}")
+                state[key] = buf
+                if observers:
+                    announce("on_alloc", buf, "optimizer_state", p)
+
+    def __repr__(self) -> str:
+        lines = [type(self).__name__ + " ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        return "\n".join(lines) + "\n)"
+
+
+def _host(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.data
+    detach = getattr(value, "detach", None)
+    if detach is not None and not backend.is_array(value):  # a PyTorch tensor
+        return detach().cpu().numpy()
+    return value
+
+
+def bump(p: Tensor, op: str, site: str) -> None:
+    """Record an optimizer's in-place change of ``p``: graphs that saved ``p`` before it can tell."""
+    counter = p._version
+    if counter is None:
+        counter = p._counter()
+    counter.value += 1
+    counter.op = op
+    counter.site = site
+    if observers:
+        announce("on_inplace", p, op, counter.value, site)
+
+
+def chunks(opt: Optimizer, p: Any, g: Any, *state: Any) -> Iterator[tuple[Any, ...]]:
+    """``(scratch_a, scratch_b, p_slice, g_slice, *state_slices)`` over flat slices of at most ``CHUNK`` elements.
+
+    ``p``, ``g`` (read only) and ``state`` are same-shaped arrays; the slices are views, so writes
+    into ``p`` and ``state`` slices land in them. A non-contiguous parameter or state buffer is
+    walked as one slice whose scratch buffers are fresh temporaries.
+    """
+    n = p.size
+    if not p.flags.c_contiguous or not all(a.flags.c_contiguous for a in state):
+        xp = backend.xp_of(p)
+        yield (xp.empty_like(p), xp.empty_like(p), p, g, *state)
+        return
+    work = opt.scratch(p, n)
+    flat = [p.reshape(-1), g.reshape(-1)] + [a.reshape(-1) for a in state]
+    if n <= CHUNK:
+        yield (work[0, :n], work[1, :n], *flat)
+        return
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        m = stop - start
+        yield (work[0, :m], work[1, :m], *[f[start:stop] for f in flat])

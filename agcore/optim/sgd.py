@@ -1,0 +1,117 @@
+"""SGD with momentum, dampening, Nesterov and weight decay: PyTorch's update, in place, chunked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numpy import add, multiply, negative, subtract
+
+from agcore.observe import observers
+from agcore.optim.optimizer import CHUNK, Optimizer, bump, chunks, required
+
+
+class SGD(Optimizer):
+    """As ``torch.optim.SGD``:
+
+    ``g = grad + weight_decay * p``; with momentum ``buf = momentum * buf + (1 - dampening) * g``
+    (``buf = g`` on the first step), ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``p -= lr * g``.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: Any = None,
+        differentiable: bool = False,
+        fused: Any = None,
+    ) -> None:
+        if lr is not required and lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        if differentiable:
+            raise NotImplementedError("SGD(differentiable=True) is not supported by agcore")
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+                    "nesterov": nesterov, "maximize": maximize}  # fmt: skip
+        super().__init__(params, defaults)
+
+    def _step_group(self, group: dict[str, Any], op: str, site: str) -> None:
+        lr = group["lr"]
+        plain = not group["momentum"] and not group["weight_decay"]
+        if plain and group["maximize"]:
+            lr = -lr
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            data = p.data
+            n = data.size
+            if plain and n <= CHUNK and data.flags.c_contiguous:  # the common case, inlined: p -= lr * g
+                s = self.scratch(data, n)[0, :n].reshape(data.shape)
+                multiply(g, lr, out=s)
+                subtract(data, s, out=data)
+            elif plain:
+                for s, _, pc, gc in chunks(self, data, g):
+                    multiply(gc, lr, out=s)
+                    subtract(pc, s, out=pc)
+            else:
+                self._update(p, data, g, lr, group)
+            counter = p._version
+            if counter is None or observers:
+                bump(p, op, site)
+            else:  # bump, inlined
+                counter.value += 1
+                counter.op = op
+                counter.site = site
+
+    def _update(self, p: Any, data: Any, g: Any, lr: float, group: dict[str, Any]) -> None:
+        momentum = group["momentum"]
+        dampening = group["dampening"]
+        decay = group["weight_decay"]
+        nesterov = group["nesterov"]
+        maximize = group["maximize"]
+        if momentum:
+            first = self._param_state(p).get("momentum_buffer") is None
+            rest = (self._buffer(p, "momentum_buffer"),)
+        else:
+            first, rest = False, ()
+        for s, t, pc, gc, *bc in chunks(self, data, g, *rest):
+            grad = gc  # the gradient is read, never written
+            if maximize:
+                negative(gc, out=s)
+                grad = s
+            if decay:  # grad + weight_decay * p
+                multiply(pc, decay, out=t)
+                add(t, grad, out=t)
+                grad = t
+            free = s if grad is t else t  # a scratch slice not holding grad
+            update = grad
+            if momentum:
+                b = bc[0]
+                if first:
+                    b[...] = grad
+                else:
+                    b *= momentum
+                    if dampening:
+                        multiply(grad, 1.0 - dampening, out=free)
+                        b += free
+                    else:
+                        b += grad
+                if nesterov:
+                    multiply(b, momentum, out=free)
+                    add(grad, free, out=free)
+                    update = free
+                else:
+                    update = b
+            multiply(update, lr, out=free)
+            subtract(pc, free, out=pc)
