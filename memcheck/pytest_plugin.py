@@ -47,10 +47,18 @@ class Options:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("memcheck", "memory checks of autograd code (memcheck)")
-    group.addoption("--memcheck", action="store_true", default=False,
-                    help="run every test under memcheck with the memcheck marker's defaults")
-    group.addoption("--memcheck-report", metavar="DIR", default=None,
-                    help="write the HTML report of each test memcheck fails into DIR")
+    group.addoption(
+        "--memcheck",
+        action="store_true",
+        default=False,
+        help="run every test under memcheck with the memcheck marker's defaults",
+    )
+    group.addoption(
+        "--memcheck-report",
+        metavar="DIR",
+        default=None,
+        help="write the HTML report of each test memcheck fails into DIR",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -173,8 +181,14 @@ def growth_per_repeat(samples: list[dict[str, Any]]) -> float | None:
     return (values[-1] - values[0]) / (len(values) - 1)
 
 
-def _verdict(item: pytest.Item, options: Options, findings: list[Any], samples: list[dict[str, Any]],
-             session: Any, deferred: bool) -> None:
+def _verdict(
+    item: pytest.Item,
+    options: Options,
+    findings: list[Any],
+    samples: list[dict[str, Any]],
+    session: Any,
+    deferred: bool,
+) -> None:
     """Fail the test when a finding at or above fail_on is not allowed, or growth is over the limit."""
     failing = [f for f in findings if f.at_least(options.fail_on) and f.kind not in options.allow]
     root = Path(item.config.invocation_params.dir)
@@ -216,8 +230,10 @@ def _short(site: Any, root: Path) -> str:
 
 
 def _growth_lines(growth: float, options: Options, count: int, session: Any, root: Path) -> list[str]:
-    lines = [f"  [growth] live autograd buffers grew {_human(growth)} per repeat over {count} repeats "
-             f"(limit {_human(options.max_growth_bytes)}): something keeps each repeat's buffers alive"]
+    lines = [
+        f"  [growth] live autograd buffers grew {_human(growth)} per repeat over {count} repeats "
+        f"(limit {_human(options.max_growth_bytes)}): something keeps each repeat's buffers alive"
+    ]
     run = getattr(session, "run", None)
     sites = [s for s in (getattr(run, "sites", None) or []) if (s.get("bytes_per_iteration") or 0) > 0]
     sites.sort(key=lambda s: s.get("bytes_per_iteration") or 0, reverse=True)

@@ -38,13 +38,14 @@ class Run:
     interrupted: bool = False
     error: dict[str, Any] | None = None
     findings: list[Finding] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[Any] = field(default_factory=list)  # dicts, or typed samples with ``to_dict()``
     top_owners: list[dict[str, Any]] = field(default_factory=list)
     sites: list[dict[str, Any]] = field(default_factory=list)
     ledger_summary: dict[str, Any] = field(default_factory=dict)
     growth: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     samples_path: str | None = None
+    partial: bool = False  # rebuilt from what a killed run left (its samples file), not a finished run
     schema_version: int = SCHEMA_VERSION
 
     # -- verdict ------------------------------------------------------------
@@ -85,23 +86,23 @@ class Run:
             "error": self.error,
             "verdict": self.verdict,
             "findings": [f.to_dict() for f in self.findings],
-            "samples": self.samples,
+            "samples": [s if isinstance(s, dict) else s.to_dict() for s in self.samples],
             "top_owners": self.top_owners,
             "sites": self.sites,
             "ledger_summary": self.ledger_summary,
             "growth": self.growth,
             "metadata": self.metadata,
             "samples_path": self.samples_path,
+            "partial": self.partial,
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, indent: int | None = 1) -> str:
         """The run as JSON text; also written to ``path`` when given (atomically)."""
         text = json.dumps(self.to_dict(), indent=indent, default=_jsonable)
         if path is not None:
-            target = Path(path)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(target)
+            from memcheck.report.files import write_text_atomic  # the one atomic writer
+
+            write_text_atomic(Path(path), text + "\n")
         return text
 
     @classmethod
@@ -114,27 +115,31 @@ class Run:
                 f"{source} has schema_version {version!r}; this memcheck reads version {SCHEMA_VERSION}. "
                 "Re-run the scenario with this memcheck, or render it with the memcheck that wrote it."
             )
+        _check_fields(data, source)
         try:
             return cls(
                 name=str(data.get("name", "run")),
-                command=str(data.get("command", "")),
+                command=str(data.get("command") or ""),
                 mode=str(data.get("mode", "default")),
-                started_at=str(data.get("started_at", "")),
-                duration_s=float(data.get("duration_s", 0.0)),
-                iterations=int(data.get("iterations", 0)),
+                started_at=str(data.get("started_at") or ""),
+                duration_s=float(data.get("duration_s") or 0.0),
+                iterations=int(data.get("iterations") or 0),
                 stopped_early=bool(data.get("stopped_early", False)),
                 stop_reason=data.get("stop_reason"),
                 interrupted=bool(data.get("interrupted", False)),
                 error=data.get("error"),
-                findings=[Finding.from_dict(f) for f in data.get("findings", [])],
-                samples=list(data.get("samples", [])),
-                top_owners=list(data.get("top_owners", [])),
-                sites=list(data.get("sites", [])),
-                ledger_summary=dict(data.get("ledger_summary", {})),
+                findings=[_finding(f, i, source) for i, f in enumerate(data.get("findings") or [])],
+                samples=list(data.get("samples") or []),
+                top_owners=list(data.get("top_owners") or []),
+                sites=list(data.get("sites") or []),
+                ledger_summary=dict(data.get("ledger_summary") or {}),
                 growth=data.get("growth"),
-                metadata=dict(data.get("metadata", {})),
+                metadata=dict(data.get("metadata") or {}),
                 samples_path=data.get("samples_path"),
+                partial=bool(data.get("partial", False)),
             )
+        except RunFormatError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise RunFormatError(f"{source} is damaged: {exc}") from None
 
@@ -155,6 +160,69 @@ class Run:
                 f"{p} is not valid JSON (line {exc.lineno}, column {exc.colno}): corrupt or truncated"
             ) from None
         return cls.from_dict(data, source=str(p))
+
+
+#: top-level fields a reader relies on, with the JSON types each may have (None: null)
+_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
+    "name": (str,),
+    "command": (str, None),
+    "mode": (str,),
+    "started_at": (str, None),
+    "duration_s": (int, float, None),
+    "iterations": (int, None),
+    "stopped_early": (bool,),
+    "stop_reason": (str, None),
+    "interrupted": (bool,),
+    "error": (dict, None),
+    "findings": (list,),
+    "samples": (list,),
+    "top_owners": (list,),
+    "sites": (list,),
+    "ledger_summary": (dict,),
+    "growth": (dict, None),
+    "metadata": (dict,),
+    "samples_path": (str, None),
+    "partial": (bool,),
+}
+_JSON_NAMES = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def _check_fields(data: dict[str, Any], source: str) -> None:
+    """Name the first damaged field: ``"samples" should be a list, not a string``."""
+    for key, allowed in _FIELD_TYPES.items():
+        if key not in data:
+            continue
+        value = data[key]
+        types = tuple(type(None) if t is None else t for t in allowed)
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            wanted = " or ".join(dict.fromkeys(_JSON_NAMES[t] for t in types))
+            raise RunFormatError(
+                f'{source} is damaged: field "{key}" should be {wanted}, not {_JSON_NAMES.get(type(value), "that")} '
+                f"({json.dumps(value, default=str)[:40]}); re-run to get a fresh report"
+            )
+    for name in ("samples", "top_owners", "sites"):
+        for i, item in enumerate(data.get(name) or []):
+            if not isinstance(item, dict):
+                raise RunFormatError(f'{source} is damaged: "{name}[{i}]" should be an object, not {item!r:.40}')
+
+
+def _finding(data: Any, index: int, source: str) -> Finding:
+    if not isinstance(data, dict):
+        raise RunFormatError(f'{source} is damaged: "findings[{index}]" should be an object, not {data!r:.40}')
+    try:
+        return Finding.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"lacks the field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise RunFormatError(f'{source} is damaged: "findings[{index}]" {what}') from None
 
 
 def _jsonable(value: Any) -> Any:

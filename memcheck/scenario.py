@@ -83,7 +83,7 @@ def run_scenario(
     try:
         if scenario.soak:
             kwargs = {**scenario.soak_kwargs, **scenario.watch_kwargs}
-            from memcheck.soak import soak  # (not memcheck.soak: see .notes request 4)
+            from memcheck.soak import soak
 
             step = scenario.build(fixed)
             return soak(step, iterations=n, progress=progress, name=name, samples_path=samples_path, **kwargs)
@@ -106,47 +106,53 @@ def finding_kinds(session: Any) -> set[str]:
 
 
 def run_cli(scenario: Scenario, argv: list[str] | None = None) -> int:
-    """``python scenarios/NAME.py``: 0 when memcheck found exactly the variant's expected kinds, else 1."""
-    import memcheck
+    """``python scenarios/NAME.py``: 0 when memcheck found exactly the variant's expected kinds, else 1.
+
+    The run goes through memcheck's one run-to-report path (:mod:`memcheck.cli.base`): a
+    folder that cannot be written is one ``memcheck: error:`` line (exit 2) before anything
+    runs, SIGTERM is handled like Ctrl-C (exit 143, the report of what ran still written),
+    and the report names are unique, so a buggy and a fixed run never replace each other.
+    """
+    from memcheck.cli import base
+    from memcheck.cli.errors import guard
 
     args = _parser(scenario).parse_args(argv)
-    _seed(args.seed)
-    n = args.iterations or scenario.default_iterations
-    active = memcheck.current_session()
-    if active is not None:  # under `memcheck run`: that session reports
-        step = scenario.build(args.fixed)
-        run_steps(step, n, active)
-        active.check()  # judge while the scenario's objects are alive; the session keeps what it found
-        return 0
 
-    variant = "fixed" if args.fixed else "buggy"
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{scenario.name}-{variant}"
-    command = " ".join(["python", sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    interrupted: KeyboardInterrupt | None = None
-    failed = False
-    try:
-        session = run_scenario(
-            scenario, args.fixed, n, progress=not args.no_progress,
-            samples_path=out_dir / f"{stem}.samples.jsonl", command=command,
+    def main() -> int:
+        import memcheck
+
+        _seed(args.seed)
+        n = args.iterations or scenario.default_iterations
+        active = memcheck.current_session()
+        if active is not None:  # under `memcheck run`: that session reports
+            step = scenario.build(args.fixed)
+            run_steps(step, n, active)
+            active.check()  # judge while the scenario's objects are alive; the session keeps what it found
+            return 0
+        from memcheck.report.files import new_stem
+
+        variant = "fixed" if args.fixed else "buggy"
+        out_dir = base.prepare_out_dir(args.out)
+        stem = new_stem(f"{scenario.name}-{variant}", folder=out_dir)
+        command = " ".join(["python", sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+        outcome = base.run_to_report(
+            lambda: run_scenario(scenario, args.fixed, n, progress=not args.no_progress,
+                                 samples_path=out_dir / f"{stem}.samples.jsonl", command=command),
+            out_dir=out_dir, stem=stem, command=command,
+            show_error=lambda exc: print(f"{scenario.name}: the step raised {type(exc).__name__}: {exc}",
+                                         file=sys.stderr),
         )  # fmt: skip
-    except KeyboardInterrupt as exc:
-        session = getattr(exc, "memcheck_session", None)
-        if session is None:
-            raise
-        interrupted = exc
-    except Exception as exc:  # the step raised: the session recorded it, report what ran
-        session = getattr(exc, "memcheck_session", None)
-        if session is None:
-            raise
-        print(f"{scenario.name}: the step raised {type(exc).__name__}: {exc}", file=sys.stderr)
-        failed = True
-    run = session.run
-    if not run.command:
-        run.command = command
-    _report(run, out_dir, stem)
-    return _verdict(scenario, variant, session, 130 if interrupted else (1 if failed else None))
+        if outcome.run is None:
+            return outcome.exit_code
+        interrupted = outcome.interrupted
+        return _verdict(
+            scenario,
+            variant,
+            outcome.run.findings,
+            outcome.exit_code if interrupted else (1 if outcome.failure is not None else None),
+        )
+
+    return guard(main)
 
 
 def _parser(scenario: Scenario) -> argparse.ArgumentParser:
@@ -172,29 +178,9 @@ def _seed(seed: int) -> None:
     agcore.manual_seed(seed)
 
 
-def _report(run: Any, out_dir: Path, stem: str) -> None:
-    """Terminal verdict and JSON+HTML files through the report package."""
-    from rich.console import Console
-
-    console = Console()
-    try:
-        from memcheck.report import render_terminal, write_reports
-    except ImportError:  # report package not there yet: print the findings plainly
-        for f in run.findings:
-            console.print(f"[bold]{f.kind}[/] ({f.severity}): {f.message}", markup=True, highlight=False)
-        path = out_dir / f"{stem}.json"
-        run.to_json(path)
-        console.print(f"JSON report: {path}")
-        return
-    render_terminal(run, console)
-    paths = write_reports(run, out_dir, stem=stem)
-    for kind, path in paths.items():
-        console.print(f"{kind.upper()} report: {path}", highlight=False)
-
-
-def _verdict(scenario: Scenario, variant: str, session: Any, code: int | None) -> int:
+def _verdict(scenario: Scenario, variant: str, findings: list[Any], code: int | None) -> int:
     expected = scenario.expected_kinds(variant == "fixed")
-    got = finding_kinds(session)
+    got = {f.kind for f in findings}
     shown = ", ".join(sorted(expected)) or "no findings"
     if got == expected:
         print(f"{scenario.name} ({variant}): as expected, {shown}.")

@@ -1,15 +1,28 @@
-"""Errors that carry their exit code, so every subcommand fails the same way: one line, no traceback."""
+"""Errors that carry their exit code, and the one place that turns them into one line.
+
+Every entry point (``memcheck`` and its subcommands, a scenario script run as
+``python scenarios/NAME.py``) calls :func:`guard`, so every failure the user can
+fix reads ``memcheck: error: <what, where, what to do>`` and exits 2, with no
+traceback; Ctrl-C exits 130 and SIGTERM 143 (the shell's 128 + signal number).
+"""
 
 from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
 
 
 class CliError(Exception):
-    """A failure the user can fix: ``main`` prints ``memcheck: error: <message>``, exits ``exit_code``."""
+    """A failure the user can fix: printed as ``memcheck: error: <message>``, exits ``exit_code``."""
 
     def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
         super().__init__(message)
@@ -18,8 +31,62 @@ class CliError(Exception):
 
 
 class BadInput(CliError):
-    """A missing or unreadable script, a corrupt run JSON, an unknown format: exit 2."""
+    """A missing or unreadable script, a script with a syntax error, a damaged run JSON: exit 2."""
 
 
 class OutputError(CliError):
     """An output folder or file that cannot be written: exit 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program was, so it unwinds like Ctrl-C and the report is still written."""
+
+
+def interrupt_code(exc: BaseException) -> int:
+    """143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread.
+
+    The session's and the soak's Ctrl-C paths then finish the record of what ran;
+    outside (while reports are written) SIGTERM has its default effect again.
+    """
+    if not _main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def error_line(message: str) -> None:
+    print(f"memcheck: error: {message}", file=sys.stderr, flush=True)
+
+
+def guard(body: Callable[[], int]) -> int:
+    """Run an entry point; its :class:`CliError` becomes one line and its exit code."""
+    try:
+        return int(body())
+    except CliError as exc:
+        error_line(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        error_line("terminated" if isinstance(exc, Terminated) else "interrupted")
+        return interrupt_code(exc)
+    except BrokenPipeError:  # `memcheck report run.json | head`: the reader left, nothing to say
+        return EXIT_OK
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -11,10 +11,12 @@ HELP = "list the scenarios and what each one shows"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("list", help=HELP, description=HELP + ".",
-                              epilog="example: memcheck list --dir scenarios")
-    p.add_argument("--dir", default="scenarios", metavar="DIR",
-                   help="folder of scenario scripts (default: ./%(default)s)")
+    p = subparsers.add_parser(
+        "list", help=HELP, description=HELP + ".", epilog="example: memcheck list --dir scenarios"
+    )
+    p.add_argument(
+        "--dir", default="scenarios", metavar="DIR", help="folder of scenario scripts (default: ./%(default)s)"
+    )
     p.set_defaults(handler=run)
 
 

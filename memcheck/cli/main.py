@@ -1,7 +1,7 @@
 """The ``memcheck`` entry point: parse, dispatch to one subcommand module, turn errors into exit codes.
 
 Exit codes: 0 clean, 1 findings at or above --fail-on (or the script raised),
-2 bad usage or input, 130 interrupted.
+2 bad usage or input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from memcheck.cli import list_cmd, report_cmd, run_cmd, soak_cmd
-from memcheck.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
+from memcheck.cli.errors import EXIT_USAGE, CliError, guard
 
 PROG = "memcheck"
 SUBCOMMANDS = (run_cmd, soak_cmd, report_cmd, list_cmd)
@@ -26,14 +26,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memcheck import __version__
+    from memcheck import __version__  # the package itself imports nothing heavy (PEP 562)
 
     parser = _Parser(
         prog=PROG,
         description="Find the memory bugs of autograd engines: run a script or a soak under memcheck, "
         "re-render past runs, list the scenarios.",
         epilog="exit codes: 0 clean, 1 findings at or above --fail-on or the script raised, "
-        "2 bad usage or input, 130 interrupted",
+        "2 bad usage or input, 130 interrupted, 143 terminated",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
@@ -46,23 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
     args_in = list(sys.argv[1:] if argv is None else argv)
     own, script_args = _split_script_args(args_in)
-    try:
-        args = build_parser().parse_args(own)
+
+    def dispatch() -> int:
+        try:
+            args = build_parser().parse_args(own)
+        except SystemExit as exc:  # --help and --version
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
         if script_args and not getattr(args, "takes_script_args", False):
             raise CliError(f"only 'memcheck run' passes arguments after -- to a script, not '{args.command}'")
         args.script_args = script_args or []
         args.argv = args_in
         return int(args.handler(args))
-    except CliError as exc:
-        _error_line(exc.message)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        _error_line("interrupted")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `memcheck report run.json | head`: the reader left, nothing to say
-        return 0
-    except SystemExit as exc:  # --help and --version
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+
+    return guard(dispatch)
 
 
 def _split_script_args(argv: list[str]) -> tuple[list[str], list[str] | None]:
@@ -71,10 +67,6 @@ def _split_script_args(argv: list[str]) -> tuple[list[str], list[str] | None]:
         return argv, None
     index = argv.index("--")
     return argv[:index], argv[index + 1 :]
-
-
-def _error_line(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from memcheck.cli import output
-from memcheck.cli.errors import EXIT_FINDINGS, EXIT_INTERRUPTED, BadInput
+from memcheck.cli import base
+from memcheck.cli.errors import BadInput
 from memcheck.cli.script import check_script
 from memcheck.findings import SEVERITIES
 
@@ -21,25 +21,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "soak",
         help=HELP,
-        description=HELP + ". Ctrl-C stops it and still writes the report of what ran.",
+        description=HELP + ". Ctrl-C or SIGTERM stops it and still writes the report of what ran.",
         epilog="example: memcheck soak scenarios/soak_5000.py --iterations 5000 --sample-every 50",
     )
     p.add_argument("script", metavar="SCRIPT", help="a scenario script (defines SCENARIO)")
-    p.add_argument("-n", "--iterations", type=_positive, metavar="N",
-                   help="how many times to run the step (default: the scenario's, else memcheck.soak's)")
-    p.add_argument("--sample-every", type=_positive, metavar="K",
-                   help="take a probe sample every K iterations (default: memcheck.soak's)")
-    p.add_argument("--no-early-stop", action="store_true",
-                   help="run all N iterations even once a leak is certain")
-    p.add_argument("--fixed", action="store_true",
-                   help="run the scenario's fixed step instead of the buggy one")
+    p.add_argument(
+        "-n",
+        "--iterations",
+        type=_positive,
+        metavar="N",
+        help="how many times to run the step (default: the scenario's, else memcheck.soak's)",
+    )
+    p.add_argument(
+        "--sample-every",
+        type=_positive,
+        metavar="K",
+        help="take a probe sample every K iterations (default: memcheck.soak's)",
+    )
+    p.add_argument("--no-early-stop", action="store_true", help="run all N iterations even once a leak is certain")
+    p.add_argument("--fixed", action="store_true", help="run the scenario's fixed step instead of the buggy one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed for agcore's random numbers (default: %(default)s)")
-    p.add_argument("-o", "--output", metavar="DIR", default=output.DEFAULT_OUT,
-                   help="folder for the reports and the samples JSONL (default: %(default)s)")
-    p.add_argument("--fail-on", choices=SEVERITIES, default="error",
-                   help="exit 1 when a finding is at least this severe (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for agcore's random numbers (default: %(default)s)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        default=base.DEFAULT_OUT,
+        help="folder for the reports and the samples JSONL (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=SEVERITIES,
+        default="error",
+        help="exit 1 when a finding is at least this severe (default: %(default)s)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -67,16 +82,14 @@ def load(script_path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code: 0 clean, 1 findings at or above --fail-on or the step raised, 130 interrupted."""
-    from memcheck.report.files import default_stem
-    from memcheck.run import Run
-    from memcheck.soak import soak as run_soak  # not memcheck.soak: that name is also the module
+    """Exit code: 0 clean, 1 findings at or above --fail-on or the step raised, 130 Ctrl-C, 143 SIGTERM."""
+    from memcheck.report.files import new_stem
 
     scenario = load(args.script)
-    out_dir = output.prepare_out_dir(args.output)
+    out_dir = base.prepare_out_dir(args.output)
     variant = "fixed" if args.fixed else "buggy"
     name = f"{getattr(scenario, 'name', None) or Path(args.script).stem}-{variant}"
-    stem = default_stem(Run(name=name))  # known before the run, so the samples file matches the reports
+    stem = new_stem(name, folder=out_dir)  # known before the run, so the samples file matches the reports
     kwargs: dict[str, Any] = {
         **(getattr(scenario, "soak_kwargs", None) or {}),
         **(getattr(scenario, "watch_kwargs", None) or {}),
@@ -91,45 +104,30 @@ def run(args: argparse.Namespace) -> int:
     if args.sample_every:
         kwargs["sample_every"] = args.sample_every
 
-    import agcore
+    def body() -> Any:
+        import agcore
+        from memcheck.soak import soak as run_soak  # not memcheck.soak: that name is also the module
 
-    agcore.manual_seed(args.seed)
-    session = None
-    failure: BaseException | None = None
-    setup, teardown = getattr(scenario, "setup", None), getattr(scenario, "teardown", None)
-    try:
+        agcore.manual_seed(args.seed)
+        setup, teardown = getattr(scenario, "setup", None), getattr(scenario, "teardown", None)
         if setup is not None:
             setup()
         try:
-            session = run_soak(scenario.build(args.fixed), **kwargs)
+            return run_soak(scenario.build(args.fixed), **kwargs)
         finally:
             if teardown is not None:
                 teardown()
-    except KeyboardInterrupt as exc:
-        failure, session = exc, getattr(exc, "memcheck_session", None)
-    except Exception as exc:  # the step's own error: report what ran before it
-        failure, session = exc, getattr(exc, "memcheck_session", None)
-    if session is None:
-        if isinstance(failure, KeyboardInterrupt):
-            print("memcheck: interrupted before the soak recorded anything", flush=True)
-            return EXIT_INTERRUPTED
-        if failure is None:
-            raise RuntimeError("memcheck.soak returned no session")
-        traceback.print_exception(type(failure), failure, failure.__traceback__)
-        print("memcheck: error: the soak failed before it recorded anything; no report written",
-              file=sys.stderr, flush=True)
-        return EXIT_FINDINGS
 
-    run_record = session.run
-    run_record.command = run_record.command or shlex.join(["memcheck", *args.argv])
-    if isinstance(failure, KeyboardInterrupt):
-        run_record.interrupted = True
-    elif failure is not None:
-        print(f"memcheck: the step raised {type(failure).__name__}: {failure}", flush=True)
-    output.render_terminal(run_record)
-    paths = output.write_run_reports(run_record, out_dir, stem=stem)
-    output.print_report_paths(paths)
-    if run_record.samples_path:
-        print(f"Samples: {run_record.samples_path}", flush=True)
-    code = output.exit_code(run_record, args.fail_on)
-    return max(code, EXIT_FINDINGS) if failure is not None and code != EXIT_INTERRUPTED else code
+    outcome = base.run_to_report(
+        body, out_dir=out_dir, stem=stem, fail_on=args.fail_on, command=shlex.join(["memcheck", *args.argv]),
+        traceback_text=_traceback, show_error=_step_error,
+    )  # fmt: skip
+    return outcome.exit_code
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _step_error(exc: BaseException) -> None:
+    print(f"memcheck: the step raised {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

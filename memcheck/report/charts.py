@@ -1,8 +1,10 @@
 """Plotly chart specs over iterations, and their JSON made safe to sit inside a ``<script>`` tag.
 
 Figures are plain dicts (no plotly.graph_objects): small, and drawn by the
-plotly.js that the HTML file inlines. Every chart shares the iteration axis so
-the page can zoom them together.
+plotly.js that the HTML file inlines (or loads from beside it, in a batch).
+Every chart shares the iteration axis so the page can zoom them together, and
+every chart carries its verdict (flat or growing, with the rate) from
+``Run.growth``, the same words the terminal prints.
 """
 
 from __future__ import annotations
@@ -11,45 +13,130 @@ import html
 import json
 from typing import Any
 
-from memcheck.report.format import role_series, series
+from memcheck.report.growth import trend
+from memcheck.report.series import LOOP, TEARDOWN, role_series, samples_of, series
 from memcheck.run import Run
 
-_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D",
-            "#BAB0AC", "#EECA3B")
+_PALETTE = (
+    "#4C78A8",
+    "#F58518",
+    "#54A24B",
+    "#E45756",
+    "#72B7B2",
+    "#B279A2",
+    "#FF9DA6",
+    "#9D755D",
+    "#BAB0AC",
+    "#EECA3B",
+)
 MAX_POINTS = 4000
 _SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
+#: (chart id, title, sample field, colour) of the single-signal charts, in page order
+_SIGNAL_CHARTS = (
+    ("chart-rss", "Resident memory (RSS)", "rss_bytes", _PALETTE[0]),
+    ("chart-heap", "C heap live bytes", "heap_bytes", _PALETTE[7]),
+    ("chart-numpy", "NumPy-domain live bytes", "numpy_bytes", _PALETTE[2]),
+    ("chart-gpu", "GPU memory in use", "gpu_used_bytes", _PALETTE[4]),
+)
+#: fewer samples than this are drawn as points: a line through two points invents a trend
+MIN_LINE_POINTS = 5
+
+
 def chart_specs(run: Run) -> list[dict[str, Any]]:
-    """One entry per chart that has data: ``{"id", "title", "data", "layout"}``."""
-    samples = _thin(sorted(run.samples, key=lambda s: s.get("iteration", 0)), MAX_POINTS)
+    """One entry per chart that has data: ``{"id", "title", "verdict", "data", "layout"}``.
+
+    Loop samples make the line; the sample taken at teardown (when the session
+    closed, after the loop's objects were freed) is drawn apart as a marked
+    point. ``verdict`` is the chart's signal judged by ``Run.growth``.
+    """
+    samples = _thin(samples_of(run), MAX_POINTS)
     specs = []
-    for chart_id, title, key, color in (("chart-rss", "Resident memory (RSS)", "rss_bytes", _PALETTE[0]),
-                                        ("chart-numpy", "NumPy-domain live bytes", "numpy_bytes",
-                                         _PALETTE[2])):
-        xs, ys = series(samples, key)
-        if ys:
-            specs.append(_spec(chart_id, title, [_line(title, xs, ys, color)], "bytes"))
+    for chart_id, title, key, color in _SIGNAL_CHARTS:
+        traces = _signal_traces(samples, key, title, color)
+        if key == "rss_bytes" and traces:
+            traces += _own_share(samples)
+        if traces:
+            specs.append(_spec(chart_id, title, traces, "bytes", trend(run, key).words()))
     xs, by_role = role_series(samples)
     if by_role:
-        traces = [dict(_line(role, xs, ys, _PALETTE[i % len(_PALETTE)]), stackgroup="roles")
-                  for i, (role, ys) in enumerate(by_role.items())]
-        specs.append(_spec("chart-ledger", "Ledger bytes by role (stacked)", traces, "bytes"))
+        mode = _mode(len(xs))
+        traces = [
+            dict(_line(role, xs, ys, _PALETTE[i % len(_PALETTE)], mode), stackgroup="roles")
+            for i, (role, ys) in enumerate(by_role.items())
+        ]
+        specs.append(
+            _spec(
+                "chart-ledger",
+                "Ledger bytes by role (stacked)",
+                traces,
+                "bytes",
+                trend(run, "ledger_total_bytes").words(),
+            )
+        )
     node_traces = []
-    for name, key, color in (("live graph nodes", "live_nodes", _PALETTE[3]),
-                             ("live tensors", "live_tensors", _PALETTE[5])):
-        nx, ny = series(samples, key)
-        if ny:
-            node_traces.append(_line(name, nx, ny, color))
+    for name, key, color in (
+        ("live graph nodes", "live_nodes", _PALETTE[3]),
+        ("live tensors", "live_tensors", _PALETTE[5]),
+    ):
+        node_traces += _signal_traces(samples, key, name, color)
     if node_traces:
-        specs.append(_spec("chart-nodes", "Live graph nodes and tensors", node_traces, "count"))
-    xs, ys = series(samples, "gpu_used_bytes")
-    if ys:
-        gpu = [_line("GPU used", xs, ys, _PALETTE[4])]
-        specs.append(_spec("chart-gpu", "GPU memory in use", gpu, "bytes"))
+        specs.append(
+            _spec("chart-nodes", "Live graph nodes and tensors", node_traces, "count", trend(run, "live_nodes").words())
+        )
     _mark_growth_windows(run, specs)
     _share_iteration_range(samples, specs)
     return specs
+
+
+def _signal_traces(samples: list[Any], key: str, name: str, color: str) -> list[dict[str, Any]]:
+    """The loop's line (points when short) and the teardown samples as separate marked points."""
+    xs, ys = series(samples, key, phases=(LOOP,))
+    tx, ty = series(samples, key, phases=(TEARDOWN,))
+    traces = [_line(name, xs, ys, color, _mode(len(xs)))] if ys else []
+    if ty:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": _plain(f"{name} at teardown"),
+                "x": tx,
+                "y": ty,
+                "marker": {"size": 9, "symbol": "x-thin-open", "color": color, "line": {"width": 2, "color": color}},
+            }
+        )
+    return traces
+
+
+def _own_share(samples: list[Any]) -> list[dict[str, Any]]:
+    """memcheck's own estimated share of RSS, and RSS without it, when the core measured it."""
+    xs, own = series(samples, "memcheck_bytes")
+    if not own:
+        return []
+    rss = dict(zip(*series(samples, "rss_bytes")))
+    paired = [(x, rss[x] - o) for x, o in zip(xs, own) if x in rss]
+    mode = _mode(len(xs))
+    out = [
+        dict(
+            _line("memcheck's own share", xs, own, _PALETTE[8], mode),
+            line={"color": _PALETTE[8], "width": 1, "dash": "dot"},
+        )
+    ]
+    if paired:
+        out.append(
+            dict(
+                _line("RSS without memcheck", [p[0] for p in paired], [p[1] for p in paired], _PALETTE[9], mode),
+                line={"color": _PALETTE[9], "width": 2, "dash": "dash"},
+            )
+        )
+    return out
+
+
+def _mode(points: int) -> str:
+    if points < MIN_LINE_POINTS:
+        return "markers"
+    return "lines+markers" if points < 60 else "lines"
 
 
 def script_json(value: Any) -> str:
@@ -66,7 +153,7 @@ def _plain(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _thin(samples: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+def _thin(samples: list[Any], limit: int) -> list[Any]:
     """Every k-th sample (and the last) when there are more than ``limit``: keeps the file small."""
     if len(samples) <= limit:
         return samples
@@ -75,12 +162,19 @@ def _thin(samples: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     return kept if kept[-1] is samples[-1] else [*kept, samples[-1]]
 
 
-def _line(name: str, xs: list[int], ys: list[float], color: str) -> dict[str, Any]:
-    return {"type": "scatter", "mode": "lines+markers" if len(xs) < 60 else "lines", "name": _plain(name),
-            "x": xs, "y": ys, "line": {"color": color, "width": 2}, "marker": {"size": 4}}
+def _line(name: str, xs: list[int], ys: list[float], color: str, mode: str = "lines") -> dict[str, Any]:
+    return {
+        "type": "scatter",
+        "mode": mode,
+        "name": _plain(name),
+        "x": xs,
+        "y": ys,
+        "line": {"color": color, "width": 2},
+        "marker": {"size": 4 if mode != "markers" else 8, "color": color},
+    }
 
 
-def _spec(chart_id: str, title: str, data: list[dict[str, Any]], unit: str) -> dict[str, Any]:
+def _spec(chart_id: str, title: str, data: list[dict[str, Any]], unit: str, verdict: str) -> dict[str, Any]:
     if unit == "bytes":
         unit = _scale_bytes(data)
     for trace in data:
@@ -102,7 +196,7 @@ def _spec(chart_id: str, title: str, data: list[dict[str, Any]], unit: str) -> d
         "plot_bgcolor": "#ffffff",
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "color": "#1f2933"},
     }
-    return {"id": chart_id, "title": title, "data": data, "layout": layout}
+    return {"id": chart_id, "title": title, "verdict": verdict, "data": data, "layout": layout}
 
 
 def _scale_bytes(data: list[dict[str, Any]]) -> str:
@@ -122,9 +216,9 @@ def _scale_bytes(data: list[dict[str, Any]]) -> str:
     return unit
 
 
-def _share_iteration_range(samples: list[dict[str, Any]], specs: list[dict[str, Any]]) -> None:
+def _share_iteration_range(samples: list[Any], specs: list[dict[str, Any]]) -> None:
     """Every chart starts on the run's whole iteration span, even one whose probe began late."""
-    iterations = [s["iteration"] for s in samples if isinstance(s.get("iteration"), (int, float))]
+    iterations, _ = series(samples, "iteration")
     if len(set(iterations)) < 2:
         return
     for spec in specs:
@@ -137,8 +231,20 @@ def _mark_growth_windows(run: Run, specs: list[dict[str, Any]]) -> None:
     for finding in run.findings:
         window = finding.evidence.get("window") if finding.kind == "growth" else None
         if isinstance(window, list) and len(window) == 2 and all(isinstance(w, (int, float)) for w in window):
-            shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": window[0], "x1": window[1],
-                           "y0": 0, "y1": 1, "fillcolor": "#E45756", "opacity": 0.07, "line": {"width": 0},
-                           "layer": "below"})
+            shapes.append(
+                {
+                    "type": "rect",
+                    "xref": "x",
+                    "yref": "paper",
+                    "x0": window[0],
+                    "x1": window[1],
+                    "y0": 0,
+                    "y1": 1,
+                    "fillcolor": "#E45756",
+                    "opacity": 0.07,
+                    "line": {"width": 0},
+                    "layer": "below",
+                }
+            )
     for spec in specs:
         spec["layout"]["shapes"] = shapes

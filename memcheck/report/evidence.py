@@ -1,26 +1,41 @@
-"""A finding's evidence as rows a person can read: bytes in KiB/MiB, rates per iteration, windows.
+"""A finding's evidence as blocks every writer draws the same way, chosen by the kind table.
 
-Structures the HTML draws on their own (a retention chain, growth by site and
-by role, the soak's slope signals) are pulled out; everything else becomes
-key/value rows.
+The kind's row (:data:`memcheck.findings.KIND_TABLE`) lists its :class:`Show`
+blocks; :func:`blocks` turns each into plain data (a chain of links, or a small
+table), and every other evidence field becomes a key/value row with human
+units. The HTML template and the terminal writer loop over what this returns;
+neither knows any kind by name.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
-from memcheck.findings import Finding
+from memcheck.findings import Finding, Show, kind_of
 from memcheck.report.format import human_bytes, human_rate
 
-DRAWN = {"retained_graph": ("chain",), "growth": ("by_site", "by_role")}
 GROWTH_DRAWN = ("by_site", "by_role", "sites", "signals")
 
 
+def blocks(finding: Finding) -> list[dict[str, Any]]:
+    """The kind's evidence blocks: ``{"view": "chain"|"table"|"note", "title", ...}``."""
+    out = []
+    for show in kind_of(finding.kind).shows:
+        value = finding.evidence.get(show.field)
+        block = _VIEWS.get(show.view, _as_rows)(show, value)
+        if block is None and show.empty:
+            block = {"view": "note", "title": show.title, "text": show.empty}
+        if block is not None:
+            out.append(block)
+    return out
+
+
 def evidence_rows(finding: Finding) -> list[tuple[str, str]]:
-    """``(name, text)`` rows for every evidence field that is not drawn separately."""
-    return value_rows(finding.evidence, skip=DRAWN.get(finding.kind, ()))
+    """``(name, text)`` rows for every evidence field no block draws."""
+    return value_rows(finding.evidence, skip=kind_of(finding.kind).drawn_fields)
 
 
 def value_rows(values: dict[str, Any], skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
@@ -28,18 +43,62 @@ def value_rows(values: dict[str, Any], skip: tuple[str, ...] = ()) -> list[tuple
     return [(key, format_value(key, value)) for key, value in values.items() if key not in skip]
 
 
-def chain(finding: Finding) -> list[dict[str, str]]:
-    """The retention chain, root first: ``[{"label", "type"}]`` (empty when there is none)."""
-    links = finding.evidence.get("chain") if finding.kind == "retained_graph" else None
-    if not isinstance(links, list):
-        return []
+def _chain(show: Show, links: Any) -> dict[str, Any] | None:
+    if not isinstance(links, list) or not links:
+        return None
     out = []
     for link in links:
         if isinstance(link, dict):
             out.append({"label": str(link.get("label", "?")), "type": str(link.get("type", ""))})
         else:
             out.append({"label": str(link), "type": ""})
-    return out
+    return {"view": "chain", "title": show.title, "links": out}
+
+
+def _site_rates(show: Show, rows: Any) -> dict[str, Any] | None:
+    table = site_rates(rows)
+    if not table:
+        return None
+    return {
+        "view": "table",
+        "title": show.title,
+        "columns": ["site", "growth"],
+        "code": [True, False],
+        "rows": [[r["site"], r["rate"]] for r in table],
+    }
+
+
+def _role_rates(show: Show, roles: Any) -> dict[str, Any] | None:
+    table = role_rates(roles)
+    if not table:
+        return None
+    return {
+        "view": "table",
+        "title": show.title,
+        "columns": ["role", "growth"],
+        "code": [False, False],
+        "rows": [list(row) for row in table],
+    }
+
+
+def _as_rows(show: Show, value: Any) -> dict[str, Any] | None:
+    """A view this writer does not know (a newer kind table): the field as one key/value row."""
+    if value is None:
+        return None
+    return {
+        "view": "table",
+        "title": show.title,
+        "columns": ["field", "value"],
+        "code": [False, False],
+        "rows": [[show.field, format_value(show.field, value)]],
+    }
+
+
+_VIEWS: dict[str, Callable[[Show, Any], dict[str, Any] | None]] = {
+    "chain": _chain,
+    "site_rates": _site_rates,
+    "role_rates": _role_rates,
+}
 
 
 def site_rates(rows: Any) -> list[dict[str, str]]:
@@ -47,8 +106,9 @@ def site_rates(rows: Any) -> list[dict[str, str]]:
     if not isinstance(rows, list):
         return []
     rows = sorted((r for r in rows if isinstance(r, dict)), key=lambda r: -_num(r.get("bytes_per_iteration")))
-    return [{"site": str(r.get("site", "?")), "rate": human_rate(_num_or_none(r.get("bytes_per_iteration")))}
-            for r in rows]
+    return [
+        {"site": str(r.get("site", "?")), "rate": human_rate(_num_or_none(r.get("bytes_per_iteration")))} for r in rows
+    ]
 
 
 def role_rates(roles: Any) -> list[tuple[str, str]]:
@@ -60,18 +120,24 @@ def role_rates(roles: Any) -> list[tuple[str, str]]:
 
 
 def signal_rows(signals: Any) -> list[dict[str, str]]:
-    """The soak's slope estimate per signal (ledger, rss: bytes; nodes: a count)."""
+    """The growth estimate per signal (ledger, rss, heap: bytes; nodes: a count)."""
     if not isinstance(signals, dict):
         return []
     out = []
     for name, est in signals.items():
         if not isinstance(est, dict):
             continue
-        unit = _count_rate if name == "nodes" else human_rate
+        unit = count_rate if name == "nodes" else human_rate
         low, high = _num_or_none(est.get("lower")), _num_or_none(est.get("upper"))
-        out.append({"signal": str(name), "slope": unit(_num_or_none(est.get("slope"))),
-                    "interval": f"{unit(low)} … {unit(high)}", "samples": str(est.get("n", "-")),
-                    "certain": "yes" if est.get("certain") else "no"})
+        out.append(
+            {
+                "signal": str(name),
+                "slope": unit(_num_or_none(est.get("slope"))),
+                "interval": f"{unit(low)} … {unit(high)}",
+                "samples": str(est.get("n", "-")),
+                "certain": "yes" if est.get("certain") else "no",
+            }
+        )
     return out
 
 
@@ -79,8 +145,12 @@ def growth_view(growth: dict[str, Any] | None) -> dict[str, Any] | None:
     """The run's growth estimate split into rows and tables, or None when the run has none."""
     if not isinstance(growth, dict) or not growth:
         return None
-    return {"rows": value_rows(growth, skip=GROWTH_DRAWN), "by_site": site_rates(growth.get("by_site")),
-            "by_role": role_rates(growth.get("by_role")), "signals": signal_rows(growth.get("signals"))}
+    return {
+        "rows": value_rows(growth, skip=GROWTH_DRAWN),
+        "by_site": site_rates(growth.get("by_site")),
+        "by_role": role_rates(growth.get("by_role")),
+        "signals": signal_rows(growth.get("signals")),
+    }
 
 
 def format_value(key: str, value: Any) -> str:
@@ -93,7 +163,7 @@ def format_value(key: str, value: Any) -> str:
         if "bytes_per_iteration" in key:
             return human_rate(value)
         if "per_iteration" in key:
-            return _count_rate(value)
+            return count_rate(value)
         if "bytes" in key:
             return f"{human_bytes(value)} ({value:,} B)" if isinstance(value, int) else human_bytes(value)
         return str(value) if isinstance(value, int) else f"{value:.6g}"
@@ -108,7 +178,7 @@ def format_value(key: str, value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
-def _count_rate(value: float | None) -> str:
+def count_rate(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:+.3g}/iter"
 
 

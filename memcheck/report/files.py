@@ -1,29 +1,50 @@
-"""Where reports go: safe file names and writable folders, with errors that say what to do."""
+"""Where reports go: unique file names, writable folders, and the one atomic writer.
+
+Two runs started in the same second, or two processes writing into one folder,
+must never replace each other's reports: a stem carries the time to the
+millisecond plus a random suffix, and every file is written to a temporary name
+in the same folder and renamed, so a reader never sees half a report.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-
-from memcheck.run import Run
 
 
 class ReportWriteError(OSError):
     """A report could not be written (folder missing rights, a file in the way, disk full)."""
 
 
-def default_stem(run: Run) -> str:
-    """``<name>-<YYYYmmdd-HHMMSS>`` from the run's name and start time (now when it has none)."""
-    return f"{slug(run.name)}-{_stamp(run.started_at)}"
+def new_stem(name: str, started_at: str = "", folder: str | os.PathLike[str] | None = None) -> str:
+    """``<name>-<YYYYmmdd-HHMMSS>-<ms><4 hex>``: unique per run, sortable by time.
+
+    With ``folder``, a stem that some file there already starts with is never returned.
+    """
+    for _ in range(100):
+        stem = f"{slug(name)}-{_stamp(started_at)}-{secrets.token_hex(2)}"
+        if folder is None or not any(Path(folder).glob(glob_escape(stem) + "*")):
+            return stem
+    raise ReportWriteError(f"cannot find a free report name in {folder}")  # pragma: no cover
+
+
+def default_stem(run: object) -> str:
+    """A fresh unique stem for ``run`` (from its name and start time)."""
+    return new_stem(str(getattr(run, "name", "run")), str(getattr(run, "started_at", "") or ""))
 
 
 def slug(text: str, limit: int = 60) -> str:
     """A file-name-safe version of ``text``: letters, digits, ``.``, ``_`` and ``-`` only."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:limit].strip("-.")
     return cleaned or "run"
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def check_stem(stem: str) -> str:
@@ -36,6 +57,8 @@ def check_stem(stem: str) -> str:
 def ensure_dir(out_dir: str | os.PathLike[str]) -> Path:
     """Create ``out_dir`` if needed; :class:`ReportWriteError` when it cannot hold files."""
     folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ReportWriteError(f"{folder} is a file, not a folder: choose another output folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -51,22 +74,37 @@ def ensure_dir(out_dir: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same folder, then rename: never half a report."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write through a temporary file in the same folder, then rename: never half a report.
+
+    This is memcheck's only file writer for reports (JSON, HTML, text, the shared chart script).
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(tmp, path)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ReportWriteError(
+            f"cannot write {target}: {exc.strerror or exc}. "
+            "Choose another output folder, free some space, or fix its permissions."
+        ) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+    return target
 
 
 def _stamp(started_at: str) -> str:
+    """``20250101-120000-123``: the start time (UTC) to the millisecond; now when unknown."""
     try:
         moment = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
         moment = datetime.now(timezone.utc)
-    return moment.strftime("%Y%m%d-%H%M%S")
+    if moment.microsecond == 0:  # a start time kept to the second: the clock gives the milliseconds
+        moment = moment.replace(microsecond=datetime.now(timezone.utc).microsecond)
+    return moment.strftime("%Y%m%d-%H%M%S-") + f"{moment.microsecond // 1000:03d}"

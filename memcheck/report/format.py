@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import os
 from typing import Any
 
 from memcheck.findings import Finding, severity_rank
@@ -73,7 +73,9 @@ def status_notes(run: Run) -> list[str]:
     notes = []
     if run.stopped_early:
         notes.append(f"stopped early ({run.stop_reason})" if run.stop_reason else "stopped early")
-    if run.interrupted:
+    if run.partial:
+        notes.append(f"partial: rebuilt from the samples file after {plural(run.iterations, 'iteration')}")
+    elif run.interrupted:
         notes.append(f"interrupted after {plural(run.iterations, 'iteration')}")
     if run.error:
         notes.append(f"error: {error_line(run.error)}")
@@ -88,46 +90,49 @@ def error_line(error: dict[str, Any]) -> str:
 
 
 def culprit(finding: Finding) -> str:
-    """The site to change (detectors list the culprit first)."""
-    return finding.sites[0] if finding.sites else "-"
+    """The site to change (detectors list the culprit first); empty when there is none."""
+    return finding.sites[0] if finding.sites else ""
 
 
-def short_site(site: str, parts: int = 2) -> str:
-    """``scenarios/soak.py:37`` from ``/long/path/scenarios/soak.py:37``: the tail a reader recognises."""
-    pieces = site.replace("\\", "/").split("/")
-    return site if len(pieces) <= parts else "/".join(pieces[-parts:])
+def owner_label(owner: Any) -> str:
+    """The owner as a user reads it; never a bare ``-`` or an empty cell."""
+    text = str(owner).strip() if owner is not None else ""
+    return text if text and text != "-" else "unnamed"
 
 
-def series(samples: Iterable[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    """``(iterations, values)`` of one numeric sample field, skipping nulls and non-numbers."""
-    xs: list[int] = []
-    ys: list[float] = []
-    for sample in samples:
-        value = sample.get(key)
-        if _finite(value):
-            xs.append(int(sample.get("iteration", len(xs))))
-            ys.append(value)
-    return xs, ys
+def short_site(site: str, width: int | None = None, root: str | None = None) -> str:
+    """A site as short as it can be while still naming its line: relative to the working folder.
+
+    ``/work/proj/scenarios/soak.py:37`` run from ``/work/proj`` reads
+    ``scenarios/soak.py:37``; outside it, the last three parts of the path. With
+    ``width``, a longer path loses its middle (``scen…/soak.py:37``): the
+    file name and the line number always survive.
+    """
+    text = str(site)
+    path, sep, line = text.rpartition(":")
+    if not sep or not line.isdigit():
+        path, line = text, ""
+    path = _relative(path, root)
+    tail = f":{line}" if line else ""
+    if width is not None and len(path) + len(tail) > width:
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        room = width - len(tail) - len(name) - 2
+        path = (path[: max(room, 0)] + "…/" + name) if room > 0 else "…/" + name
+    return path + tail
 
 
-def role_series(samples: list[dict[str, Any]]) -> tuple[list[int], dict[str, list[float]]]:
-    """Ledger bytes by role over iterations; a role missing from a sample counts 0 there."""
-    roles: dict[str, None] = {}
-    for sample in samples:
-        for role in (sample.get("ledger_bytes") or {}):
-            roles.setdefault(str(role), None)
-    xs = [int(s.get("iteration", i)) for i, s in enumerate(samples)]
-    by_role = {
-        role: [_number((s.get("ledger_bytes") or {}).get(role)) for s in samples] for role in roles
-    }
-    return xs, by_role
-
-
-def rate(xs: list[int], ys: list[float]) -> float | None:
-    """Bytes per iteration from the first to the last point; None with fewer than two iterations."""
-    if len(xs) < 2 or xs[-1] == xs[0]:
-        return None
-    return (ys[-1] - ys[0]) / (xs[-1] - xs[0])
+def _relative(path: str, root: str | None) -> str:
+    base = root if root is not None else os.getcwd()
+    if os.path.isabs(path):
+        try:
+            rel = os.path.relpath(path, base)
+        except ValueError:  # another drive on Windows
+            rel = path
+        if not rel.startswith(".."):
+            return rel
+        pieces = path.replace("\\", "/").split("/")
+        return "/".join(pieces[-3:]) if len(pieces) > 3 else path
+    return path
 
 
 def sparkline(values: list[float], width: int = 48) -> str:
@@ -136,16 +141,12 @@ def sparkline(values: list[float], width: int = 48) -> str:
         return ""
     if len(values) > width:
         edges = [int(i * len(values) / width) for i in range(width + 1)]
-        values = [max(values[edges[i]: max(edges[i + 1], edges[i] + 1)]) for i in range(width)]
+        values = [max(values[edges[i] : max(edges[i + 1], edges[i] + 1)]) for i in range(width)]
     low, high = min(values), max(values)
     if high == low:
         return _BLOCKS[0] * len(values)
     scale = (len(_BLOCKS) - 1) / (high - low)
     return "".join(_BLOCKS[int(round((v - low) * scale))] for v in values)
-
-
-def _number(value: Any) -> float:
-    return value if _finite(value) else 0
 
 
 def _finite(value: Any) -> bool:

@@ -1,8 +1,12 @@
-"""The HTML report: one self-contained file per run that opens offline, anywhere.
+"""The HTML report: one file per run that opens offline, anywhere.
 
-plotly.js is inlined (no CDN), chart data sits in a ``<script type="application/json">``
-whose ``<``/``>``/``&`` are ``\\u``-escaped, and the template autoescapes every
-other string, because tensor names, sites and messages come from user code.
+A single report inlines plotly.js (no CDN), so it is one self-contained file.
+A batch of reports in one folder (the pytest report folder, scenarios, ``memcheck
+report`` of several runs) shares one ``plotly-<version>.min.js`` beside them,
+loaded by a relative ``<script src>``: N reports do not cost N copies of 4.8 MB.
+Chart data sits in a ``<script type="application/json">`` whose ``<``/``>``/``&``
+are ``\\u``-escaped, and the template autoescapes every other string, because
+tensor names, sites and messages come from user code.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from memcheck.findings import Finding
+from memcheck.findings import Finding, kind_of
 from memcheck.report import evidence
 from memcheck.report.charts import chart_specs, script_json
 from memcheck.report.files import write_text_atomic
@@ -26,10 +30,12 @@ from memcheck.report.format import (
     human_duration,
     human_rate,
     ordered_findings,
+    owner_label,
     plural,
     severity_counts,
     status_notes,
 )
+from memcheck.report.growth import headline
 from memcheck.run import Run
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -37,52 +43,83 @@ MAX_TABLE_ROWS = 200
 _VERDICT_TITLE = {"clean": "Clean", "warnings": "Warnings", "problems": "Problems"}
 
 
-def write_html(run: Run, path: str | os.PathLike[str]) -> Path:
-    """Render ``run`` and write it to ``path`` atomically; returns the path."""
-    return write_text_atomic(Path(path), render_html(run))
+def write_html(run: Run, path: str | os.PathLike[str], shared_assets: bool = False) -> Path:
+    """Render ``run`` and write it to ``path`` atomically; returns the path.
+
+    ``shared_assets``: load plotly.js from one copy beside the report (written once per folder).
+    """
+    target = Path(path)
+    script_src = shared_plotly(target.parent) if shared_assets else None
+    return write_text_atomic(target, render_html(run, plotly_src=script_src))
 
 
-def render_html(run: Run) -> str:
-    """The whole page as text; the same run always renders the same page."""
+def shared_plotly(folder: Path) -> str:
+    """Write ``plotly-<version>.min.js`` into ``folder`` unless it is there; returns its file name."""
+    name = f"plotly-{_plotly_version()}.min.js"
+    target = folder / name
+    if not target.is_file() or target.stat().st_size < 1000:
+        from plotly.offline import get_plotlyjs
+
+        write_text_atomic(target, get_plotlyjs())
+    return name
+
+
+def render_html(run: Run, plotly_src: str | None = None) -> str:
+    """The whole page as text; the same run always renders the same page.
+
+    ``plotly_src``: a relative URL of a shared plotly.js to load instead of inlining it.
+    """
     specs = chart_specs(run)
-    return _environment().get_template("report.html.j2").render(
-        run=run,
-        verdict=run.verdict,
-        verdict_title=_VERDICT_TITLE.get(run.verdict, run.verdict),
-        counts=severity_counts(run),
-        notes=status_notes(run),
-        summary=_summary(run),
-        findings=[_finding_view(n, f) for n, f in enumerate(ordered_findings(run), 1)],
-        charts=[{"id": s["id"], "title": s["title"]} for s in specs],
-        charts_json=Markup(script_json([{k: s[k] for k in ("id", "data", "layout")} for s in specs])),
-        plotly_js=Markup(_plotly_js()),
-        owners=_owner_rows(run),
-        owners_more=max(0, len(run.top_owners) - MAX_TABLE_ROWS),
-        sites=_site_rows(run),
-        sites_more=max(0, len(run.sites) - MAX_TABLE_ROWS),
-        ledger=_ledger_rows(run),
-        growth=evidence.growth_view(run.growth),
-        metadata=_metadata_rows(run),
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            run=run,
+            verdict=run.verdict,
+            verdict_title=_VERDICT_TITLE.get(run.verdict, run.verdict),
+            counts=severity_counts(run),
+            notes=status_notes(run),
+            summary=_summary(run),
+            findings=[_finding_view(n, f) for n, f in enumerate(ordered_findings(run), 1)],
+            charts=[{"id": s["id"], "title": s["title"], "verdict": s["verdict"]} for s in specs],
+            charts_json=Markup(script_json([{k: s[k] for k in ("id", "data", "layout")} for s in specs])),
+            plotly_js=Markup(_plotly_js()) if plotly_src is None and specs else None,
+            plotly_src=plotly_src if specs else None,
+            judged=headline(run),
+            owners=_owner_rows(run),
+            owners_more=max(0, len(run.top_owners) - MAX_TABLE_ROWS),
+            sites=_site_rows(run),
+            sites_more=max(0, len(run.sites) - MAX_TABLE_ROWS),
+            ledger=_ledger_rows(run),
+            growth=evidence.growth_view(run.growth),
+            metadata=_metadata_rows(run),
+        )
     )
 
 
 def _finding_view(number: int, finding: Finding) -> dict[str, Any]:
+    """What the template draws of one finding; its evidence blocks come from the kind table."""
     return {
         "number": number,
         "f": finding,
+        "owner": owner_label(finding.owner),
+        "doc": kind_of(finding.kind).doc,
         "culprit": culprit(finding),
         "other_sites": finding.sites[1:],
         "bytes": human_bytes(finding.bytes) if finding.bytes else None,
         "rows": evidence.evidence_rows(finding),
-        "chain": evidence.chain(finding),
-        "by_site": evidence.site_rates(finding.evidence.get("by_site")) if finding.kind == "growth" else [],
-        "by_role": evidence.role_rates(finding.evidence.get("by_role")) if finding.kind == "growth" else [],
+        "blocks": evidence.blocks(finding),
     }
 
 
 def _summary(run: Run) -> list[tuple[str, str]]:
-    items = [("iterations", f"{run.iterations:,}"), ("duration", human_duration(run.duration_s)),
-             ("findings", str(len(run.findings))), ("samples", f"{len(run.samples):,}"), ("mode", run.mode)]
+    items = [
+        ("iterations", f"{run.iterations:,}"),
+        ("duration", human_duration(run.duration_s)),
+        ("findings", str(len(run.findings))),
+        ("samples", f"{len(run.samples):,}"),
+        ("mode", run.mode),
+    ]
     live = run.ledger_summary.get("live_bytes")
     if isinstance(live, (int, float)):
         items.append(("live ledger bytes", human_bytes(live)))
@@ -90,9 +127,16 @@ def _summary(run: Run) -> list[tuple[str, str]]:
 
 
 def _owner_rows(run: Run) -> list[dict[str, str]]:
-    return [{"owner": str(r.get("owner", "-")), "role": str(r.get("role", "-")),
-             "bytes": human_bytes(r.get("bytes")), "count": str(r.get("count", "-")),
-             "site": str(r.get("site", "-"))} for r in run.top_owners[:MAX_TABLE_ROWS]]
+    return [
+        {
+            "owner": owner_label(r.get("owner")),
+            "role": str(r.get("role", "-")),
+            "bytes": human_bytes(r.get("bytes")),
+            "count": str(r.get("count", "-")),
+            "site": str(r.get("site", "-")),
+        }
+        for r in run.top_owners[:MAX_TABLE_ROWS]
+    ]
 
 
 def _site_rows(run: Run) -> list[dict[str, str]]:
@@ -101,10 +145,17 @@ def _site_rows(run: Run) -> list[dict[str, str]]:
         return (-(rate if isinstance(rate, (int, float)) else float("-inf")), -float(row.get("bytes") or 0))
 
     rows = sorted((r for r in run.sites if isinstance(r, dict)), key=key)[:MAX_TABLE_ROWS]
-    return [{"site": str(r.get("site", "-")), "role": str(r.get("role", "-")),
-             "bytes": human_bytes(r.get("bytes")), "count": str(r.get("count", "-")),
-             "rate": human_rate(r.get("bytes_per_iteration")), "source": str(r.get("source", "-"))}
-            for r in rows]
+    return [
+        {
+            "site": str(r.get("site", "-")),
+            "role": str(r.get("role", "-")),
+            "bytes": human_bytes(r.get("bytes")),
+            "count": str(r.get("count", "-")),
+            "rate": human_rate(r.get("bytes_per_iteration")),
+            "source": str(r.get("source", "-")),
+        }
+        for r in rows
+    ]
 
 
 def _ledger_rows(run: Run) -> list[tuple[str, str]]:
@@ -119,9 +170,14 @@ def _ledger_rows(run: Run) -> list[tuple[str, str]]:
 
 def _metadata_rows(run: Run) -> list[tuple[str, str]]:
     command = run.command or str(run.metadata.get("command") or "-")
-    rows = [("command", command), ("started at", run.started_at or "-"),
-            ("duration", human_duration(run.duration_s)), ("mode", run.mode),
-            ("iterations", plural(run.iterations, "iteration")), ("samples file", run.samples_path or "-")]
+    rows = [
+        ("command", command),
+        ("started at", run.started_at or "-"),
+        ("duration", human_duration(run.duration_s)),
+        ("mode", run.mode),
+        ("iterations", plural(run.iterations, "iteration")),
+        ("samples file", run.samples_path or "-"),
+    ]
     for key, value in run.metadata.items():
         if key in ("command", "started_at"):
             continue
@@ -134,8 +190,20 @@ def _metadata_rows(run: Run) -> list[tuple[str, str]]:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@lru_cache(maxsize=1)
+def _plotly_version() -> str:
+    import plotly
+
+    return re.sub(r"[^0-9A-Za-z.]+", "-", str(getattr(plotly, "__version__", "unknown")))
 
 
 @lru_cache(maxsize=1)

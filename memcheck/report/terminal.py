@@ -1,7 +1,11 @@
 """The terminal report: what a user reads first after a run, in one screen where possible.
 
 Every piece of user-controlled text goes through :class:`rich.text.Text`, never
-through markup, so a tensor called ``[bold]x`` prints as itself.
+through markup, so a tensor called ``[bold]x`` prints as itself. A ``file:line``
+is never broken across lines: sites sit on lines of their own, shortened
+relative to the working folder and elided in the middle when the terminal is
+narrow, so the line number always shows. Rates come from ``Run.growth`` alone
+(:mod:`memcheck.report.growth`), the same numbers the HTML and JSON carry.
 """
 
 from __future__ import annotations
@@ -11,34 +15,45 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from memcheck.findings import Finding
+from memcheck.report import evidence
+from memcheck.report.charts import MIN_LINE_POINTS
 from memcheck.report.format import (
-    culprit,
     human_bytes,
     human_duration,
-    human_rate,
     ordered_findings,
+    owner_label,
     plural,
-    rate,
-    series,
     severity_counts,
     short_site,
     sparkline,
     status_notes,
 )
+from memcheck.report.growth import headline, trend
+from memcheck.report.series import LOOP, phases_of, series
 from memcheck.run import Run
 
-_VERDICT_STYLE = {"clean": ("✓ CLEAN", "bold green"), "warnings": ("! WARNINGS", "bold yellow"),
-                  "problems": ("✗ PROBLEMS", "bold red")}
+_VERDICT_STYLE = {
+    "clean": ("✓ CLEAN", "bold green"),
+    "warnings": ("! WARNINGS", "bold yellow"),
+    "problems": ("✗ PROBLEMS", "bold red"),
+}
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 TOP_OWNERS = 10
+SITES_SHOWN = 3
+_MEMORY_ROWS = (
+    ("RSS", "rss_bytes"),
+    ("heap", "heap_bytes"),
+    ("ledger", "ledger_total_bytes"),
+    ("NumPy", "numpy_bytes"),
+    ("GPU", "gpu_used_bytes"),
+    ("nodes", "live_nodes"),
+)
 
 
 def render_terminal(run: Run, console: Console) -> None:
-    """Print the verdict, findings, what to change, top owners and memory sparklines."""
+    """Print the verdict, findings with what to change, top owners and memory over iterations."""
     console.print(verdict_text(run))
-    if run.error and run.error.get("traceback"):
-        tail = str(run.error["traceback"]).rstrip().splitlines()[-8:]
-        console.print(Text("\n".join(tail), style="dim"))
     console.print()
     _findings(run, console)
     _owners(run, console)
@@ -46,7 +61,7 @@ def render_terminal(run: Run, console: Console) -> None:
 
 
 def verdict_text(run: Run) -> Text:
-    """One line: the verdict, the finding counts, iterations, duration and how the run ended."""
+    """The verdict, the finding counts, iterations, duration and how the run ended."""
     label, style = _VERDICT_STYLE.get(run.verdict, (run.verdict.upper(), "bold"))
     text = Text(label, style=style)
     text.append("  memcheck run ")
@@ -59,49 +74,95 @@ def verdict_text(run: Run) -> Text:
 def _findings(run: Run, console: Console) -> None:
     findings = ordered_findings(run)
     if not findings:
-        console.print(Text("No memory problems found.", style="green"))
+        if run.partial:
+            message = "No findings: the run was killed before memcheck could judge it (memory below)."
+        elif run.error:
+            message = "No memory problems found in what ran before the error."
+        else:
+            message = "No memory problems found."
+        console.print(Text(message, style="yellow" if run.partial or run.error else "green"))
         console.print()
         return
-    sites = [short_site(culprit(f)) + (f" (+{len(f.sites) - 1})" if len(f.sites) > 1 else "") for f in findings]
     table = Table(title="Findings", box=box.SIMPLE_HEAD, title_justify="left", expand=False)
-    table.add_column("#", justify="right")
+    table.add_column("#", justify="right", no_wrap=True)
     table.add_column("severity", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("owner", overflow="fold")
-    table.add_column("culprit site", overflow="fold")
     table.add_column("bytes", justify="right", no_wrap=True)
-    for number, (f, site) in enumerate(zip(findings, sites), 1):
-        table.add_row(str(number), Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")),
-                      Text(f.kind), Text(f.owner or "-"), Text(site), human_bytes(f.bytes))
+    for number, f in enumerate(findings, 1):
+        table.add_row(
+            str(number),
+            Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")),
+            Text(f.kind),
+            Text(owner_label(f.owner)),
+            human_bytes(f.bytes) if f.bytes else "",
+        )
     console.print(table)
     console.print(Text("What to change", style="bold underline"))
-    advice = Table.grid(padding=(0, 1))
-    advice.add_column(justify="right")
-    advice.add_column(overflow="fold")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(overflow="fold")
+    width = max(console.width - 10, 20)  # the text column: the width less the number and the indent
     for number, f in enumerate(findings, 1):
-        text = Text(f"[{f.kind}] ", style=_SEVERITY_STYLE.get(f.severity, ""))
-        text.append(f.message)
-        if f.sites:
-            text.append("\nat " + f.sites[0], style="dim")
-        advice.add_row(f"{number}.", text)
-    console.print(advice)
+        for i, cell in enumerate(_finding_lines(f, width)):
+            grid.add_row(f"{number}." if i == 0 else "", cell)
+    console.print(grid)
     console.print()
+
+
+def _finding_lines(f: Finding, width: int) -> list[Text]:
+    """The message (wrapped under itself), then each site on a line of its own, then the evidence."""
+    head = Text(f"[{f.kind}] ", style=_SEVERITY_STYLE.get(f.severity, ""))
+    head.append(f.message)
+    lines = [head]
+    for i, site in enumerate(f.sites[:SITES_SHOWN]):
+        line = Text("at   " if i == 0 else "then ", style="dim", no_wrap=True, overflow="ellipsis")
+        line.append(short_site(site, width - 5), style="bold" if i == 0 else "")
+        lines.append(line)
+    if len(f.sites) > SITES_SHOWN:
+        lines.append(Text(f"… {len(f.sites) - SITES_SHOWN} more sites in the HTML report", style="dim"))
+    for block in evidence.blocks(f):
+        lines.extend(_block_lines(block, width))
+    return lines
+
+
+def _block_lines(block: dict, width: int) -> list[Text]:
+    if block["view"] == "chain":
+        line = Text("held by: ", style="dim")
+        line.append(" → ".join(link["label"] for link in block["links"]))
+        return [line]
+    if block["view"] == "table":
+        rows = block["rows"][:SITES_SHOWN]
+        cells = [[short_site(c, width - 24) if code else str(c) for c, code in zip(row, block["code"])] for row in rows]
+        first = max((len(c[0]) for c in cells), default=0)
+        out = [Text(f"{block['title'].lower()}:", style="dim")] if cells else []
+        for c in cells:
+            out.append(Text("  " + "  ".join([c[0].ljust(first), *c[1:]]), no_wrap=True, overflow="ellipsis"))
+        return out
+    if block["view"] == "note":
+        return [Text(block["text"], style="dim")]
+    return []
 
 
 def _owners(run: Run, console: Console) -> None:
     if not run.top_owners:
         return
     rows = run.top_owners[:TOP_OWNERS]
-    sites = [short_site(str(row.get("site", "-"))) for row in rows]
+    site_width = max(16, min(32, console.width // 3))
     table = Table(title="Top owners by live bytes", box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("owner", overflow="fold")
-    table.add_column("role", overflow="fold")
+    table.add_column("owner", overflow="fold", ratio=1)
+    table.add_column("role", no_wrap=True)
     table.add_column("bytes", justify="right", no_wrap=True)
-    table.add_column("count", justify="right")
-    table.add_column("site", overflow="fold")
-    for row, site in zip(rows, sites):
-        table.add_row(Text(str(row.get("owner", "-"))), Text(str(row.get("role", "-"))),
-                      human_bytes(row.get("bytes")), str(row.get("count", "-")), Text(site))
+    table.add_column("count", justify="right", no_wrap=True)
+    table.add_column("birth site", no_wrap=True, min_width=min(site_width, 16))
+    for row in rows:
+        table.add_row(
+            Text(owner_label(row.get("owner"))),
+            Text(str(row.get("role", ""))),
+            human_bytes(row.get("bytes")),
+            str(row.get("count", "")),
+            Text(short_site(str(row.get("site", "")), site_width)),
+        )
     console.print(table)
     if len(run.top_owners) > TOP_OWNERS:
         console.print(Text(f"  … {len(run.top_owners) - TOP_OWNERS} more in the HTML report", style="dim"))
@@ -113,21 +174,40 @@ def _memory(run: Run, console: Console) -> None:
     if not run.samples:
         console.print(Text("  no samples", style="dim"))
         return
-    rows = [("RSS", "rss_bytes"), ("ledger", "ledger_total_bytes"), ("NumPy", "numpy_bytes"),
-            ("GPU", "gpu_used_bytes")]
-    first = last = None
-    for label, key in rows:
-        xs, ys = series(run.samples, key)
+    judged = headline(run)
+    if judged:
+        console.print(Text(f"  growth judged: {judged}"))
+    lines = []
+    for label, key in _MEMORY_ROWS:
+        xs, ys = series(run, key, phases=(LOOP,))
         if not ys:
             continue
-        first = xs[0] if first is None else min(first, xs[0])
-        last = xs[-1] if last is None else max(last, xs[-1])
+        unit = (lambda v: f"{v:,.0f}") if key == "live_nodes" else human_bytes
+        values = f"{unit(ys[0])} → {unit(ys[-1])}"
+        if max(ys) > max(ys[0], ys[-1]):
+            values += f" (peak {unit(max(ys))})"
+        lines.append((label, ys, values, trend(run, key).words()))
+    values_w = max((len(v) for _, _, v, _ in lines), default=0)
+    room = max(4, min(40, console.width - 2 - 7 - 2 - values_w - 2 - max((len(w) for *_, w in lines), default=0) - 1))
+    for label, ys, values, verdict in lines:
         line = Text(f"  {label:<7}")
-        line.append(sparkline(ys), style="cyan")
-        line.append(f"  {human_bytes(ys[0])} → {human_bytes(ys[-1])}")
-        growth = rate(xs, ys)
-        if growth is not None:
-            line.append(f"  ({human_rate(growth)})")
+        short = len(ys) < MIN_LINE_POINTS  # too few points for a trend: no sparkline to misread
+        line.append(("" if short else sparkline(ys, width=room)).ljust(room), style="cyan")
+        line.append(f"  {values.ljust(values_w)}  ")
+        line.append(verdict, style="red" if verdict.startswith("growing") else "")
         console.print(line)
-    span = f"iterations {first}–{last}" if first is not None else "no numeric values"
-    console.print(Text(f"  {plural(len(run.samples), 'sample')}, {span}", style="dim"))
+    count = len(run.samples)
+    phases = phases_of(run)
+    torn = phases.count("teardown")
+    span = _span(run)
+    note = f"  {plural(count, 'sample')}, {span}"
+    if torn:
+        note += f"; {plural(torn, 'teardown sample')} left out of the lines above"
+    console.print(Text(note, style="dim"))
+
+
+def _span(run: Run) -> str:
+    xs, _ = series(run, "iteration")
+    if not xs:
+        return "no iterations"
+    return f"iterations {min(xs)}–{max(xs)}" if min(xs) != max(xs) else f"all at iteration {xs[0]}"

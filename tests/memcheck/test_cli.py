@@ -98,8 +98,14 @@ def test_help_of_each_subcommand(capsys: pytest.CaptureFixture[str], sub: str) -
 def python_m_memcheck(*argv: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "memcheck", *map(str, argv)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "memcheck", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_python_m_memcheck_help(tmp_path: Path) -> None:
@@ -145,11 +151,15 @@ def test_run_clean_script_writes_both_reports(tmp_path: Path, capsys: pytest.Cap
 
 def test_run_passes_args_after_dashes_and_restores_argv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(tmp_path, "helper_mod.py", "VALUE = 41\n")
-    script = write(tmp_path, "args.py", """
+    script = write(
+        tmp_path,
+        "args.py",
+        """
         import sys
         import helper_mod
         print("ARGV", sys.argv[1:], helper_mod.VALUE + 1, __name__)
-    """)
+    """,
+    )
     argv_before, path_before = list(sys.argv), list(sys.path)
     code, out, _ = cli(capsys, "run", script, "-o", tmp_path, "--", "--lr", "3", "-o", "x")
     assert code == 0
@@ -206,8 +216,9 @@ def test_run_error_finding_fails_by_default(tmp_path: Path, capsys: pytest.Captu
         ("error", "info", 1),
     ],
 )
-def test_fail_on(tmp_path: Path, capsys: pytest.CaptureFixture[str], severity: str, fail_on: str | None,
-                 expected: int) -> None:
+def test_fail_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], severity: str, fail_on: str | None, expected: int
+) -> None:
     script = write(tmp_path, "reports_one.py", REPORTS_A.format(severity=severity))
     extra = ["--fail-on", fail_on] if fail_on else []
     code, out, err = cli(capsys, "run", script, "-o", tmp_path, *extra)
@@ -219,10 +230,16 @@ def test_fail_on(tmp_path: Path, capsys: pytest.CaptureFixture[str], severity: s
 
 @pytest.fixture
 def run_json(tmp_path: Path) -> Path:
-    run = Run(name="past-run", command="memcheck run x.py", iterations=7, findings=[
-        memcheck.Finding(kind="double_grad", severity="error", message="two grads for <w>",
-                         sites=["train.py:12"], bytes=256),
-    ])
+    run = Run(
+        name="past-run",
+        command="memcheck run x.py",
+        iterations=7,
+        findings=[
+            memcheck.Finding(
+                kind="double_grad", severity="error", message="two grads for <w>", sites=["train.py:12"], bytes=256
+            ),
+        ],
+    )
     path = tmp_path / "past.json"
     run.to_json(path)
     return path
@@ -370,8 +387,9 @@ def test_bad_input_unknown_format(run_json: Path, capsys: pytest.CaptureFixture[
     assert "invalid choice: 'pdf'" in one_error_line(err)
 
 
-def test_bad_input_report_into_missing_folder(run_json: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_report_into_missing_folder(
+    run_json: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = cli(capsys, "report", run_json, "-o", tmp_path / "no" / "such" / "x.html")
     assert code == 2
     assert "does not exist" in one_error_line(err)
@@ -385,8 +403,14 @@ def test_bad_input_missing_scenario_folder(tmp_path: Path, capsys: pytest.Captur
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["frobnicate"], ["run"], ["run", "x.py", "--fail-on", "fatal"], ["list", "--", "extra"],
-     ["soak", "x.py", "--iterations", "0"]],
+    [
+        [],
+        ["frobnicate"],
+        ["run"],
+        ["run", "x.py", "--fail-on", "fatal"],
+        ["list", "--", "extra"],
+        ["soak", "x.py", "--iterations", "0"],
+    ],
 )
 def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, _, err = cli(capsys, *argv)

@@ -50,13 +50,23 @@ def soak(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, s
     for line in out.splitlines():
         for label, key in (("JSON report: ", "json"), ("HTML report: ", "html"), ("Samples: ", "samples")):
             if line.startswith(label):
-                paths[key] = Path(line[len(label):].strip())
+                paths[key] = Path(line[len(label) :].strip())
     return code, out, err, paths
 
 
 def test_buggy_soak_fails_and_writes_reports_and_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err, paths = soak(capsys, scenario(tmp_path), "-n", "60", "--sample-every", "2",
-                                 "--no-early-stop", "--no-progress", "-o", tmp_path / "out")
+    code, out, err, paths = soak(
+        capsys,
+        scenario(tmp_path),
+        "-n",
+        "60",
+        "--sample-every",
+        "2",
+        "--no-early-stop",
+        "--no-progress",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 1, out + err
     assert {"json", "html", "samples"} <= set(paths)
     run = Run.from_json(paths["json"])
@@ -69,8 +79,9 @@ def test_buggy_soak_fails_and_writes_reports_and_samples(tmp_path: Path, capsys:
 
 
 def test_fixed_soak_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err, paths = soak(capsys, scenario(tmp_path), "--fixed", "-n", "30", "--sample-every", "2",
-                                 "-o", tmp_path)  # with the progress bar
+    code, out, err, paths = soak(
+        capsys, scenario(tmp_path), "--fixed", "-n", "30", "--sample-every", "2", "-o", tmp_path
+    )  # with the progress bar
     assert code == 0, out + err
     run = Run.from_json(paths["json"])
     assert run.name == "tiny-fixed" and run.iterations == 30
@@ -85,19 +96,20 @@ def test_default_iterations_come_from_the_scenario(tmp_path: Path, capsys: pytes
 
 def test_ctrl_c_writes_the_report_of_what_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trigger = "if i == 12: raise KeyboardInterrupt"
-    code, out, err, paths = soak(capsys, scenario(tmp_path, trigger), "--fixed", "-n", "100", "--no-progress",
-                                 "-o", tmp_path)
+    code, out, err, paths = soak(
+        capsys, scenario(tmp_path, trigger), "--fixed", "-n", "100", "--no-progress", "-o", tmp_path
+    )
     assert code == 130, out + err
     run = Run.from_json(paths["json"])
     assert run.interrupted is True
     assert 10 <= run.iterations <= 13
 
 
-def test_raising_step_exits_1_with_the_error_in_the_report(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_raising_step_exits_1_with_the_error_in_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trigger = "if i == 5: raise RuntimeError('step five broke')"
-    code, out, err, paths = soak(capsys, scenario(tmp_path, trigger), "--fixed", "-n", "50", "--no-progress",
-                                 "-o", tmp_path)
+    code, out, err, paths = soak(
+        capsys, scenario(tmp_path, trigger), "--fixed", "-n", "50", "--no-progress", "-o", tmp_path
+    )
     assert code == 1, out + err
     run = Run.from_json(paths["json"])
     assert run.error["type"] == "RuntimeError" and run.error["message"] == "step five broke"
@@ -111,8 +123,7 @@ def test_raising_step_exits_1_with_the_error_in_the_report(tmp_path: Path,
         ("raise ImportError('no such engine')\n", "ImportError: no such engine"),
     ],
 )
-def test_bad_scenario_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str,
-                            expected: str) -> None:
+def test_bad_scenario_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, expected: str) -> None:
     path = tmp_path / "bad.py"
     path.write_text(source, encoding="utf-8")
     code, _, err, _ = soak(capsys, path, "-o", tmp_path)
@@ -128,8 +139,9 @@ def test_missing_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert err.strip() == f"memcheck: error: {tmp_path / 'absent.py'}: no such file"
 
 
-def test_the_5000_iteration_scenario_stops_early_on_its_leak(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_5000_iteration_scenario_stops_early_on_its_leak(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = ROOT / "scenarios" / "soak_5000.py"
     if not path.is_file():
         pytest.skip("scenarios/soak_5000.py not written yet")

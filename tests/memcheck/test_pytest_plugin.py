@@ -218,7 +218,8 @@ def test_memcheck_report_writes_html_for_the_failing_test(pytester: pytest.Pytes
 
 
 def test_bad_marker_arguments_fail_with_one_clear_line(pytester: pytest.Pytester, run_tests) -> None:
-    pytester.makepyfile(test_bad="""
+    pytester.makepyfile(
+        test_bad="""
         import pytest
 
         @pytest.mark.memcheck(fail_on="fatal")
@@ -232,7 +233,8 @@ def test_bad_marker_arguments_fail_with_one_clear_line(pytester: pytest.Pytester
         @pytest.mark.memcheck(max_growth_bytes=10, repeat=1)
         def test_growth_needs_repeats():
             pass
-    """)
+    """
+    )
     result = run_tests()
     result.assert_outcomes(failed=3)
     text = result.stdout.str()
@@ -242,7 +244,8 @@ def test_bad_marker_arguments_fail_with_one_clear_line(pytester: pytest.Pytester
 
 
 def test_repeat_runs_the_body_n_times(pytester: pytest.Pytester, run_tests) -> None:
-    pytester.makepyfile(test_count="""
+    pytester.makepyfile(
+        test_count="""
         import pytest
 
         CALLS = []
@@ -253,12 +256,14 @@ def test_repeat_runs_the_body_n_times(pytester: pytest.Pytester, run_tests) -> N
 
         def test_after():
             assert len(CALLS) == 5
-    """)
+    """
+    )
     run_tests("-p", "no:randomly").assert_outcomes(passed=2)
 
 
 def test_growth_limit_with_the_fixture_session(pytester: pytest.Pytester, run_tests) -> None:
-    pytester.makepyfile(test_fixture_growth="""
+    pytester.makepyfile(
+        test_fixture_growth="""
         import pytest
         import agcore as ag
 
@@ -273,15 +278,16 @@ def test_growth_limit_with_the_fixture_session(pytester: pytest.Pytester, run_te
         def test_grows(memcheck):
             KEPT.append(ag.randn(64, 64, requires_grad=True, name="kept"))  # 16 KiB per repeat
             assert memcheck.active
-    """)
+    """
+    )
     result = run_tests()
     result.assert_outcomes(failed=1)
     assert "16.0 KiB per repeat over 3 repeats (limit 1.0 KiB)" in result.stdout.str()
 
 
-def test_memcheck_report_for_a_fixture_test_that_fails_its_own_assert(pytester: pytest.Pytester,
-                                                                      run_tests) -> None:
-    pytester.makepyfile(test_own="""
+def test_memcheck_report_for_a_fixture_test_that_fails_its_own_assert(pytester: pytest.Pytester, run_tests) -> None:
+    pytester.makepyfile(
+        test_own="""
         import agcore as ag
 
         def test_asserts(memcheck):
@@ -290,7 +296,8 @@ def test_memcheck_report_for_a_fixture_test_that_fails_its_own_assert(pytester: 
 
         def test_passes(memcheck):
             assert memcheck.check() == []
-    """)
+    """
+    )
     result = run_tests("--memcheck-report", "out")
     result.assert_outcomes(passed=1, failed=1)
     assert [p.name for p in (pytester.path / "out").iterdir()] == ["test_own.py-test_asserts.html"]

@@ -27,10 +27,24 @@ TIMEOUT_S = 60
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """One headless Chromium run with no network, no profile and no background services."""
     profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
-           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        *args,
+    ]
     env = {**os.environ, "HOME": str(tmp)}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, check=False)
     assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr[-3000:]}"
@@ -52,8 +66,9 @@ def test_charts_are_drawn_inside_their_divs(dumped: subprocess.CompletedProcess[
     assert 'data-charts-drawn="4"' in dom
     for chart_id in CHARTS:
         after = dom.split(f'id="{chart_id}"', 1)[1]
-        upto_next = min((after.find(f'id="{other}"') for other in CHARTS if f'id="{other}"' in after),
-                        default=len(after))
+        upto_next = min(
+            (after.find(f'id="{other}"') for other in CHARTS if f'id="{other}"' in after), default=len(after)
+        )
         assert 'class="main-svg"' in after[:upto_next], f"{chart_id} has no plotly SVG"
     assert not re.search(r'class="[^"]*chart-failed', dom)
 
@@ -79,18 +94,19 @@ def test_screenshot_is_a_painted_report(report: Path, tmp_path: Path) -> None:
     width, height, rows = png_rows(shot.read_bytes(), limit=120)
     assert (width, height) == (1280, 2000)
     assert distinct_rows(shot.read_bytes()) > 300  # text, tables, charts: a blank page has 1
-    r, g, b = rows[60][3 * 640: 3 * 640 + 3]
+    r, g, b = rows[60][3 * 640 : 3 * 640 + 3]
     assert r > 150 and g < 110 and b < 110, f"banner pixel {(r, g, b)} is not the 'problems' red"
 
 
 # -- a tiny PNG reader (zlib + struct), so the test needs no imaging library -------------------------
 
+
 def _chunks(data: bytes) -> tuple[dict[str, int], bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, bytearray(), {}
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             w, h, depth, color = struct.unpack(">IIBB", body[:10])
             header = {"width": w, "height": h, "depth": depth, "color": color}
@@ -105,7 +121,7 @@ def distinct_rows(data: bytes) -> int:
     """Distinct filtered scanlines: a one-colour page compresses to a single repeated row."""
     header, raw = _chunks(data)
     stride = 1 + header["width"] * (3 if header["color"] == 2 else 4)
-    return len({raw[i:i + stride] for i in range(0, len(raw), stride)})
+    return len({raw[i : i + stride] for i in range(0, len(raw), stride)})
 
 
 def png_rows(data: bytes, limit: int) -> tuple[int, int, list[bytes]]:
@@ -116,7 +132,7 @@ def png_rows(data: bytes, limit: int) -> tuple[int, int, list[bytes]]:
     prev, rows = bytearray(stride), []
     for y in range(min(limit, header["height"])):
         start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         for i in range(stride):
             left = line[i - bpp] if i >= bpp else 0
             up, corner = prev[i], prev[i - bpp] if i >= bpp else 0
@@ -130,6 +146,6 @@ def png_rows(data: bytes, limit: int) -> tuple[int, int, list[bytes]]:
                 p = left + up - corner
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
                 line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        rows.append(bytes(line if bpp == 3 else b"".join(line[j:j + 3] for j in range(0, stride, 4))))
+        rows.append(bytes(line if bpp == 3 else b"".join(line[j : j + 3] for j in range(0, stride, 4))))
         prev = line
     return header["width"], header["height"], rows

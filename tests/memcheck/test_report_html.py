@@ -100,7 +100,7 @@ def test_retention_chain_is_drawn_root_first(page: str) -> None:
 
 
 def test_growth_by_site_table_fastest_first(page: str) -> None:
-    table = page.split('<table class="by-site">', 1)[1].split("</table>", 1)[0]
+    table = page.split("<h3>Growth by allocation site</h3>", 1)[1].split("</table>", 1)[0]
     assert table.index("soak_5000.py:33") < table.index("arith.py:88")
     assert "+32.0 KiB/iter" in table and "+16.0 KiB/iter" in table
 
@@ -111,8 +111,15 @@ def test_owners_sites_ledger_growth_and_metadata_sections(page: str) -> None:
     sites = page.split('id="sites"', 1)[1].split("</section>", 1)[0]
     assert "tracemalloc" in sites and "+32.0 KiB/iter" in sites
     run = page.split('id="run"', 1)[1]
-    for text in ("python scenarios/soak_5000.py --iterations 500 --out reports", "reports/soak_mlp.samples.jsonl",
-                 "12.5 s", "2.4.6", "8.0 GiB", "Slope by signal", "default"):
+    for text in (
+        "python scenarios/soak_5000.py --iterations 500 --out reports",
+        "reports/soak_mlp.samples.jsonl",
+        "12.5 s",
+        "2.4.6",
+        "8.0 GiB",
+        "Slope by signal",
+        "default",
+    ):
         assert text in run, text
 
 
@@ -151,18 +158,36 @@ def test_no_samples_and_no_findings_render_plainly() -> None:
 
 
 def test_error_run_shows_the_escaped_traceback() -> None:
-    run = Run(name="boom", error={"type": "ValueError", "message": "bad <input>",
-                                  "traceback": "Traceback (most recent call last):\n  <frame>\nValueError: bad"})
+    run = Run(
+        name="boom",
+        error={
+            "type": "ValueError",
+            "message": "bad <input>",
+            "traceback": "Traceback (most recent call last):\n  <frame>\nValueError: bad",
+        },
+    )
     page = render_html(run)
     assert "The run raised an error" in page and "bad &lt;input&gt;" in page and "&lt;frame&gt;" in page
-    assert 'verdict-problems' in page
+    assert "verdict-problems" in page
 
 
 def test_large_runs_thin_chart_points_and_table_rows() -> None:
     samples = [{"iteration": i, "rss_bytes": 1000 + i} for i in range(10_001)]
-    run = Run(name="big", samples=samples, sites=[{"site": f"s.py:{i}", "role": "activation", "bytes": i,
-                                                   "count": 1, "bytes_per_iteration": None, "source": "ledger"}
-                                                  for i in range(300)])
+    run = Run(
+        name="big",
+        samples=samples,
+        sites=[
+            {
+                "site": f"s.py:{i}",
+                "role": "activation",
+                "bytes": i,
+                "count": 1,
+                "bytes_per_iteration": None,
+                "source": "ledger",
+            }
+            for i in range(300)
+        ],
+    )
     rss = chart_specs(run)[0]["data"][0]
     assert len(rss["x"]) <= 4001 and rss["x"][-1] == 10_000
     page = render_html(run)
@@ -175,21 +200,29 @@ def test_same_run_same_page() -> None:
 
 
 def test_a_retained_graph_without_chain_says_so() -> None:
-    run = Run(name="r", findings=[Finding("retained_graph", "error", "kept", evidence={"chain": [],
-                                                                                      "retained_nodes": 3})])
+    run = Run(
+        name="r", findings=[Finding("retained_graph", "error", "kept", evidence={"chain": [], "retained_nodes": 3})]
+    )
     page = render_html(run)
     assert "No chain of referrers was recorded" in page and '<div class="chain">' not in page
 
 
 def test_sparse_and_odd_records_still_render() -> None:
     """Runs from older or foreign writers: missing keys, strings where numbers were expected, nesting."""
-    run = Run(name="odd", samples=[{"iteration": 0}, {"iteration": 1, "rss_bytes": "n/a", "ledger_bytes": None},
-                                   {"rss_bytes": 5}],
-              top_owners=[{"owner": "x"}], sites=[{"site": "s.py:1", "bytes_per_iteration": "?"}],
-              findings=[Finding("growth", "warning", "m", evidence={"by_site": "nope", "by_role": [1],
-                                                                    "nested": {"a": [1, {"b": 2}]}}),
-                        Finding("retained_graph", "info", "m", evidence={"chain": ["root", {"label": 3}]})],
-              growth={"signals": {"ledger": "bad"}, "window": [1, 2]}, ledger_summary={"by_role": {"a": 1}})
+    run = Run(
+        name="odd",
+        samples=[{"iteration": 0}, {"iteration": 1, "rss_bytes": "n/a", "ledger_bytes": None}, {"rss_bytes": 5}],
+        top_owners=[{"owner": "x"}],
+        sites=[{"site": "s.py:1", "bytes_per_iteration": "?"}],
+        findings=[
+            Finding(
+                "growth", "warning", "m", evidence={"by_site": "nope", "by_role": [1], "nested": {"a": [1, {"b": 2}]}}
+            ),
+            Finding("retained_graph", "info", "m", evidence={"chain": ["root", {"label": 3}]}),
+        ],
+        growth={"signals": {"ledger": "bad"}, "window": [1, 2]},
+        ledger_summary={"by_role": {"a": 1}},
+    )
     page = render_html(run)
     assert '{"a": [1, {"b": 2}]}'.replace('"', "&#34;") in page
     assert ">root<" in page

@@ -39,8 +39,11 @@ def test_json_is_plain_json_with_schema_and_verdict(tmp_path: Path) -> None:
 
 
 def test_numpy_numbers_become_plain_json(tmp_path: Path) -> None:
-    run = Run(name="np", iterations=int(np.int64(3)),
-              samples=[{"iteration": 0, "rss_bytes": np.int64(1024), "gc_counts": np.array([1, 2, 3])}])
+    run = Run(
+        name="np",
+        iterations=int(np.int64(3)),
+        samples=[{"iteration": 0, "rss_bytes": np.int64(1024), "gc_counts": np.array([1, 2, 3])}],
+    )
     back = Run.from_json(write_json(run, tmp_path / "np.json"))
     assert back.samples[0]["rss_bytes"] == 1024 and back.samples[0]["gc_counts"] == [1, 2, 3]
 
@@ -58,8 +61,8 @@ def test_write_reports_makes_the_folder_and_both_files(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b"
     paths = write_reports(make_run(), out)
     assert set(paths) == {"json", "html"}
-    assert paths["json"] == out / "soak_mlp-20251113-100000.json"
-    assert paths["html"] == out / "soak_mlp-20251113-100000.html"
+    assert re.fullmatch(r"soak_mlp-20251113-100000-\d{3}-[0-9a-f]{4}\.json", paths["json"].name)
+    assert paths["html"] == paths["json"].with_suffix(".html")
     assert Run.from_json(paths["json"]) == make_run()
     assert paths["html"].read_text(encoding="utf-8").startswith("<!doctype html>")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
@@ -77,10 +80,11 @@ def test_explicit_stem_and_unsafe_stems(tmp_path: Path) -> None:
 
 def test_default_stem_is_a_safe_slug_of_name_and_start_time() -> None:
     run = make_run(name="my run/../<x>", started_at="2025-01-02T03:04:05+00:00")
-    assert default_stem(run) == "my-run-..-x-20250102-030405"
+    assert re.fullmatch(r"my-run-\.\.-x-20250102-030405-\d{3}-[0-9a-f]{4}", default_stem(run))
+    assert default_stem(run) != default_stem(run)  # two runs in one millisecond still differ
     assert slug("  ") == "run" and slug("a" * 100) == "a" * 60
     undated = default_stem(make_run(started_at=""))
-    assert re.fullmatch(r"soak_mlp-\d{8}-\d{6}", undated)
+    assert re.fullmatch(r"soak_mlp-\d{8}-\d{6}-\d{3}-[0-9a-f]{4}", undated)
 
 
 def test_unwritable_out_dir_raises_a_clear_oserror(tmp_path: Path) -> None:
@@ -124,9 +128,31 @@ def test_docs_name_every_run_sample_and_metadata_field() -> None:
     fields |= set(make_run().samples[0])
     fields |= set(collect_metadata("x")) | set(collect_metadata("x")["versions"])
     fields |= set(soak_growth()) | set(soak_growth()["signals"]["ledger"])
-    fields |= {"kind", "severity", "message", "owner", "sites", "bytes", "evidence", "chain", "retained_nodes",
-               "retained_bytes", "iteration_made", "bytes_per_iteration", "by_role", "by_site", "window", "probe",
-               "storage_bytes", "grad_buffers", "tensors", "wasted_bytes", "records", "live", "live_bytes"}
+    fields |= {
+        "kind",
+        "severity",
+        "message",
+        "owner",
+        "sites",
+        "bytes",
+        "evidence",
+        "chain",
+        "retained_nodes",
+        "retained_bytes",
+        "iteration_made",
+        "bytes_per_iteration",
+        "by_role",
+        "by_site",
+        "window",
+        "probe",
+        "storage_bytes",
+        "grad_buffers",
+        "tensors",
+        "wasted_bytes",
+        "records",
+        "live",
+        "live_bytes",
+    }
     missing = sorted(f for f in fields if f"`{f}`" not in doc)
     assert not missing, f"docs/run-json.md does not document {missing}"
 

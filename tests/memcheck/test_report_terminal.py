@@ -41,7 +41,8 @@ def test_findings_table_lists_every_kind_owner_culprit_and_bytes(text: str) -> N
     for owner in ("loss_history", "fc1.weight", "activation"):
         assert owner in text
     assert "<img src=x" in text  # the terminal shows names as they are (nothing to inject into)
-    assert "scenarios/soak_5000.py:41 (+1)" in text  # culprit first, then how many more
+    advice = text.split("What to change", 1)[1]
+    assert advice.index("at   proj/scenarios/soak_5000.py:41") < advice.index("then proj/scenarios/soak_5000.py:60")
     assert "4.7 MiB" in text and "784.0 KiB" in text  # 4_915_200 and 802_816 bytes
 
 
@@ -59,8 +60,8 @@ def test_what_to_change_gives_each_message_and_full_culprit_site(text: str) -> N
     flat = " ".join(advice.split())
     assert "store loss.item() (or loss.detach()) instead of the loss tensor." in flat
     assert "accumulate into the existing .grad instead of wrapping a copy." in flat
-    assert "at /work/proj/scenarios/soak_5000.py:41" in advice
-    assert "at /work/proj/scenarios/double_grad.py:22" in advice
+    assert "at   proj/scenarios/soak_5000.py:41" in advice  # outside the working folder: its last parts
+    assert "at   proj/scenarios/double_grad.py:22" in advice
 
 
 def test_rich_markup_in_names_prints_literally(text: str) -> None:
@@ -79,7 +80,7 @@ def test_memory_sparklines_show_start_end_and_rate(text: str) -> None:
     memory = text.split("Memory over iterations", 1)[1]
     ledger = next(line for line in memory.splitlines() if line.strip().startswith("ledger"))
     assert "▁" in ledger and "█" in ledger
-    assert "(+48.0 KiB/iter)" in ledger  # the fixture's exact ledger slope
+    assert "growing +48.0 KiB/iter" in ledger  # Run.growth's ledger slope, not a private estimate
     assert "17.5 MiB → 40.5 MiB" in ledger
     assert any(line.strip().startswith("RSS") for line in memory.splitlines())
     assert any(line.strip().startswith("NumPy") for line in memory.splitlines())  # nulls skipped, not 0
@@ -95,15 +96,23 @@ def test_no_samples_says_so() -> None:
 
 
 def test_warnings_interrupted_and_error_are_named() -> None:
-    warn = Run(name="w", iterations=37, interrupted=True,
-               findings=[Finding("growth", "warning", "slow growth", sites=["a.py:1"])])
+    warn = Run(
+        name="w",
+        iterations=37,
+        interrupted=True,
+        findings=[Finding("growth", "warning", "slow growth", sites=["a.py:1"])],
+    )
     first = text_of(warn).splitlines()[0]
     assert first.startswith("! WARNINGS") and "interrupted after 37 iterations" in first
-    crashed = Run(name="c", iterations=2, error={"type": "RuntimeError", "message": "boom",
-                                                  "traceback": "Traceback...\n  File x\nRuntimeError: boom"})
+    crashed = Run(
+        name="c",
+        iterations=2,
+        error={"type": "RuntimeError", "message": "boom", "traceback": "Traceback...\n  File x\nRuntimeError: boom"},
+    )
     out = text_of(crashed)
     assert out.startswith("✗ PROBLEMS") and "error: RuntimeError: boom" in out
-    assert "  File x" in out  # the traceback's tail is shown
+    assert "File x" not in out  # the CLI prints the traceback once, on stderr; the report names the error
+    assert "No memory problems found in what ran before the error." in out
 
 
 def test_render_text_is_deterministic_plain_and_respects_width() -> None:
@@ -115,9 +124,19 @@ def test_render_text_is_deterministic_plain_and_respects_width() -> None:
     assert all(line == line.rstrip() for line in a.splitlines())
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
-                                                 (4_915_200, "4.7 MiB"), (-2048, "-2.0 KiB"), (None, "-"),
-                                                 (3 * 1024**3, "3.0 GiB"), (float("nan"), "-")])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (4_915_200, "4.7 MiB"),
+        (-2048, "-2.0 KiB"),
+        (None, "-"),
+        (3 * 1024**3, "3.0 GiB"),
+        (float("nan"), "-"),
+    ],
+)
 def test_human_bytes(value, expected) -> None:
     assert human_bytes(value) == expected
 
@@ -127,7 +146,11 @@ def test_rates_durations_sites() -> None:
     assert human_rate(-100) == "-100 B/iter"
     assert human_duration(0.25) == "250 ms" and human_duration(12.54) == "12.5 s"
     assert human_duration(123) == "2 min 03 s"
-    assert short_site("/a/b/scenarios/x.py:3") == "scenarios/x.py:3" and short_site("x.py:3") == "x.py:3"
+    assert short_site("/a/b/scenarios/x.py:3", root="/elsewhere") == "b/scenarios/x.py:3"
+    assert short_site("/a/b/scenarios/x.py:3", root="/a/b") == "scenarios/x.py:3"
+    assert short_site("x.py:3") == "x.py:3"
+    elided = short_site("/a/b/some/very/long/folder/name/train_model.py:1234", width=30, root="/a")
+    assert elided.endswith("…/train_model.py:1234") and len(elided) <= 30  # the line number survives
 
 
 def test_sparkline_shapes() -> None:

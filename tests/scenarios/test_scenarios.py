@@ -76,9 +76,10 @@ def test_run_cli_writes_reports_and_returns_0_when_findings_match(tmp_path: Path
     assert run_cli(scenario, ["-o", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "as expected" in out
-    report = json.loads((tmp_path / "inplace_saved-buggy.json").read_text())
+    (path,) = tmp_path.glob("inplace_saved-buggy-*.json")  # unique names: a later run never replaces it
+    report = json.loads(path.read_text())
     assert [f["kind"] for f in report["findings"]] == ["inplace_saved"]
-    assert (tmp_path / "inplace_saved-buggy.html").is_file()
+    assert path.with_suffix(".html").is_file()
 
 
 def test_run_cli_returns_1_when_findings_differ(tmp_path: Path) -> None:
@@ -133,4 +134,3 @@ def test_memcheck_run_of_a_scenario_reports_what_it_expects(name: str, fixed: bo
     expected = load_scenario(FOLDER / f"{name}.py").expected_kinds(fixed)
     assert kinds == expected
     assert code == (1 if expected else 0)
-
