@@ -145,9 +145,7 @@ def _rebuild() -> None:
     for name in vars(Observer):
         if name.startswith("on_"):
             base = getattr(Observer, name)
-            _handlers[name] = tuple(
-                getattr(o, name) for o in observers if getattr(type(o), name, base) is not base
-            )
+            _handlers[name] = tuple(getattr(o, name) for o in observers if getattr(type(o), name, base) is not base)
 
 
 def wants(event: str) -> bool:

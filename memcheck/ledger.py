@@ -1,23 +1,28 @@
-"""The ledger: one record per buffer agcore created, live ones in full, the most recent dead ones.
+"""The ledger: one record per buffer a session saw, live ones in full, the most recent dead ones.
 
-Keeping every dead record would make the checker itself grow over a 5000-step
-soak, so only the most recent dead records are kept (``keep_dead``); the live
-ones, with their bytes by role, are what the probes and detectors read.
+A record is made inside every op while a session watches, so it is one object:
+a weak reference to the array that also carries the record's fields (about
+250 bytes with its dict entry, against a small tensor's own 260). Its callback
+moves it to the bounded list of recent dead records (``keep_dead``), so a soak
+of any length keeps the ledger's size at what is alive plus a constant.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy
 
 from agcore import backend
 from agcore.sites import format_site
+from memcheck.records import SiteRow
 
 ROLES = ("param", "input", "activation", "grad", "optimizer_state")
-
+#: roles whose owner's name can change after the buffer is made (modules name their parameters)
+_NAMED_LATER = frozenset(("param", "input", "grad", "optimizer_state"))
 
 _ndarray = numpy.ndarray
 _new_ref = weakref.ref
@@ -32,49 +37,28 @@ def _dtype_name(dtype: Any) -> str:
     return name
 
 
-class BufferRecord:
-    """One buffer: what it is, who owns it, where and when it was born and died.
+class BufferRecord(weakref.ref):
+    """One buffer: what it is, who owns it, where and when it was born (and died).
 
-    Made inside every op while a session watches, so construction only stores what
-    it is given; the dtype string and the ``path:line`` site are formatted on first read.
+    It is itself the weak reference to the array (``record()`` is the array while it
+    lives), so watching a buffer costs one object. Sites are stored as given
+    (a ``(path, line)`` pair) and formatted on first read.
     """
 
-    __slots__ = (
-        "id", "bytes", "shape", "_dtype", "device", "role", "owner", "graph", "_site",
-        "birth_iter", "death_iter", "is_view", "tensor_ref", "array_id",
-    )  # fmt: skip
+    __slots__ = ("id", "bytes", "_dtype", "device", "role", "owner", "graph", "_site", "birth_iter",
+                 "death_iter", "tensor_ref", "key")  # fmt: skip
 
-    def __init__(
-        self,
-        id: int,  # noqa: A002  (the record's number, as in the JSON)
-        bytes: int,  # noqa: A002
-        shape: tuple[int, ...],
-        dtype: Any,
-        device: str,
-        role: str,
-        owner: str | None,
-        graph: str | None,
-        site: str | tuple[str, int],
-        birth_iter: int,
-        death_iter: int | None = None,
-        is_view: bool = False,
-        tensor_ref: Any = None,
-        array_id: int = 0,
-    ) -> None:
-        self.id = id
-        self.bytes = bytes
-        self.shape = shape
-        self._dtype = dtype
-        self.device = device
-        self.role = role
-        self.owner = owner
-        self.graph = graph
-        self._site = site
-        self.birth_iter = birth_iter
-        self.death_iter = death_iter
-        self.is_view = is_view
-        self.tensor_ref = tensor_ref
-        self.array_id = array_id
+    # weakref.ref's own __init__ takes (obj, callback); the fields are set by Ledger.add
+    id: int
+    bytes: int
+    device: str
+    role: str
+    owner: str | None
+    graph: str | None
+    birth_iter: int
+    death_iter: int | None
+    tensor_ref: Any
+    key: int
 
     @property
     def dtype(self) -> str:
@@ -90,6 +74,15 @@ class BufferRecord:
         if type(s) is not str:
             s = self._site = format_site(s)
         return s
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        arr = self()
+        return tuple(arr.shape) if arr is not None else ()
+
+    @property
+    def is_view(self) -> bool:
+        return self.bytes == 0 and self.alive
 
     @property
     def alive(self) -> bool:
@@ -114,115 +107,92 @@ class BufferRecord:
             "site": self.site,
             "birth_iter": self.birth_iter,
             "death_iter": self.death_iter,
-            "is_view": self.is_view,
         }
 
     def __repr__(self) -> str:
         state = "live" if self.death_iter is None else f"died at iteration {self.death_iter}"
         return (
             f"<BufferRecord #{self.id} {self.role} {self.owner_name() or '<unnamed>'} {self.bytes} bytes "
-            f"{self.dtype}{list(self.shape)} from {self.site}, born at iteration {self.birth_iter}, {state}>"
+            f"{self.dtype} from {self.site}, born at iteration {self.birth_iter}, {state}>"
         )
 
 
-# positions in a ledger entry (BufferRecord's constructor order, then the array's weakref)
-_BYTES, _ROLE, _DEATH, _ARRAY_ID, _REF = 1, 5, 10, 13, 14
-
-
-def _record(entry: list[Any]) -> BufferRecord:
-    return BufferRecord(*entry[:_REF])
-
-
 class Ledger:
-    """Records of the buffers a session saw; cheap to update from the observer."""
+    """Records of the buffers a session saw; cheap to update from the engine adapter."""
 
     def __init__(self, keep_dead: int = 1000) -> None:
-        # id(weakref to the array) -> entry; arrays are unhashable, weakrefs to them too. An entry
-        # is a list in BufferRecord's field order plus the weakref (_REF): a list costs a quarter
-        # of an object to make, and the record is built only when someone reads it.
-        self.live: dict[int, list[Any]] = {}
-        self._by_array: dict[int, Any] = {}  # id(array) -> weakref, for one record per buffer
-        self.recent_dead: deque[list[Any]] = deque(maxlen=keep_dead)
+        self.live: dict[int, BufferRecord] = {}  # id(array) -> its record
+        self.recent_dead: deque[BufferRecord] = deque(maxlen=keep_dead)
         self.live_bytes_by_role: dict[str, int] = dict.fromkeys(ROLES, 0)
         self.total_records = 0  # also the id of the latest record
         self.iteration = 0
-        self.on_death: Any = None  # callable(record), set by the watcher while the cyclic gc runs
+        self.on_death: Any = None  # callable(record), set while the cyclic gc runs
         self._died_cb = self._died  # one bound method, not one per record
 
     def add(self, array: Any, role: str, tensor: Any, site: str | tuple[str, int], graph: str | None) -> bool:
         """Record a new buffer (True); the same array announced twice keeps its first record (False).
 
-        ``site`` is ``"path:line"`` or a ``(path, line)`` pair (formatted when first read).
         Runs inside every op while a session watches: it only stores what it is given.
         """
         key = id(array)
-        known = self._by_array.get(key)
+        known = self.live.get(key)
         if known is not None and known() is array:
             return False
-        ref = _new_ref(array, self._died_cb)
-        self._by_array[key] = ref
+        rec = BufferRecord(array, self._died_cb)
         rid = self.total_records = self.total_records + 1
-        base = array.base
-        nbytes = array.nbytes if base is None else 0
-        self.live[id(ref)] = [
-            rid,
-            nbytes,
-            array.shape,
-            array.dtype,
-            "cpu" if type(array) is _ndarray else backend.device_of(array),
-            role,
-            None if tensor is None else tensor.name,
-            graph,
-            site,
-            self.iteration,
-            None,
-            base is not None,
-            None if tensor is None else _new_ref(tensor),
-            key,
-            ref,
-        ]
+        nbytes = array.nbytes if array.base is None else 0
+        rec.id = rid
+        rec.bytes = nbytes
+        rec._dtype = array.dtype
+        rec.device = "cpu" if type(array) is _ndarray else backend.device_of(array)
+        rec.role = role
+        rec.owner = None if tensor is None else tensor.name
+        rec.graph = graph
+        rec._site = site
+        rec.birth_iter = self.iteration
+        rec.death_iter = None
+        rec.tensor_ref = _new_ref(tensor) if tensor is not None and role in _NAMED_LATER else None
+        rec.key = key
+        self.live[key] = rec
         by_role = self.live_bytes_by_role
         by_role[role] = by_role.get(role, 0) + nbytes
         return True
 
-    def _died(self, ref: Any) -> None:
-        entry = self.live.pop(id(ref), None)
-        if entry is None:
+    def _died(self, rec: Any) -> None:
+        if self.live.get(rec.key) is rec:
+            del self.live[rec.key]
+        else:
             return
-        key = entry[_ARRAY_ID]
-        if self._by_array.get(key) is ref:
-            del self._by_array[key]
-        entry[_DEATH] = self.iteration
-        entry[_REF] = None
-        self.live_bytes_by_role[entry[_ROLE]] -= entry[_BYTES]
-        self.recent_dead.append(entry)
+        rec.death_iter = self.iteration
+        self.live_bytes_by_role[rec.role] -= rec.bytes
+        self.recent_dead.append(rec)
         if self.on_death is not None:
-            self.on_death(_record(entry))
+            self.on_death(rec)
 
     def role_of(self, array: Any) -> str | None:
         """The role ``array`` was recorded with, or None when it has no live record."""
-        ref = self._by_array.get(id(array))
-        if ref is None or ref() is not array:
-            return None
-        entry = self.live.get(id(ref))
-        return entry[_ROLE] if entry is not None else None
+        rec = self.live.get(id(array))
+        return rec.role if rec is not None and rec() is array else None
 
-    # -- views ------------------------------------------------------------------
+    def record_of(self, array: Any) -> BufferRecord | None:
+        rec = self.live.get(id(array))
+        return rec if rec is not None and rec() is array else None
+
+    # -- reading ----------------------------------------------------------------
     def live_records(self) -> list[BufferRecord]:
-        return [_record(entry) for entry in list(self.live.values())]
+        return list(self.live.values())
 
     def dead_records(self) -> list[BufferRecord]:
         """The most recent records whose buffers died (at most ``keep_dead``), oldest first."""
-        return [_record(entry) for entry in list(self.recent_dead)]
+        return list(self.recent_dead)
 
     def live_arrays(self) -> list[tuple[Any, BufferRecord]]:
         """``(array, record)`` for every buffer still alive."""
         out = []
-        for entry in list(self.live.values()):
-            ref = entry[_REF]
-            arr = ref() if ref is not None else None
+        for rec in list(self.live.values()):
+            arr = rec()
             if arr is not None:
-                out.append((arr, _record(entry)))
+                out.append((arr, rec))
         return out
 
     @property
@@ -232,7 +202,7 @@ class Ledger:
     def __len__(self) -> int:
         return self.total_records
 
-    def __iter__(self):  # live records first, then the recent dead ones
+    def __iter__(self) -> Iterator[BufferRecord]:  # live records first, then the recent dead ones
         yield from self.live_records()
         yield from self.dead_records()
 
@@ -241,44 +211,51 @@ class Ledger:
             "records": self.total_records,
             "live": len(self.live),
             "live_bytes": self.live_bytes,
-            "by_role": {k: v for k, v in self.live_bytes_by_role.items()},
+            "by_role": dict(self.live_bytes_by_role),
         }
 
     def top_owners(self, limit: int = 20) -> list[dict[str, Any]]:
         """Live bytes grouped by owner name and role, largest first."""
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         for rec in self.live_records():
-            owner = rec.owner_name() or f"<unnamed {rec.role}>"
-            g = groups.setdefault(
-                (owner, rec.role), {"owner": owner, "role": rec.role, "bytes": 0, "count": 0, "site": rec.site}
-            )
+            owner = rec.owner_name() or _unnamed(rec)
+            g = groups.get((owner, rec.role))
+            if g is None:
+                g = groups[(owner, rec.role)] = {"owner": owner, "role": rec.role, "bytes": 0, "count": 0,
+                                                 "site": rec.site}  # fmt: skip
             g["bytes"] += rec.bytes
             g["count"] += 1
         return sorted(groups.values(), key=lambda g: -g["bytes"])[:limit]
 
-    def sites(self, iterations: int, limit: int = 50) -> list[dict[str, Any]]:
+    def sites(self, iterations: int, limit: int = 50) -> list[SiteRow]:
         """Live bytes per (birth site, role); ``bytes_per_iteration`` when born across iterations."""
-        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        groups: dict[tuple[Any, str], list[int]] = {}
         for rec in self.live_records():
-            g = groups.setdefault(
-                (rec.site, rec.role),
-                {
-                    "site": rec.site,
-                    "role": rec.role,
-                    "bytes": 0,
-                    "count": 0,
-                    "first": rec.birth_iter,
-                    "last": rec.birth_iter,
-                },
-            )
-            g["bytes"] += rec.bytes
-            g["count"] += 1
-            g["first"] = min(g["first"], rec.birth_iter)
-            g["last"] = max(g["last"], rec.birth_iter)
+            key = (rec._site, rec.role)
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [rec.bytes, 1, rec.birth_iter, rec.birth_iter]
+            else:
+                g[0] += rec.bytes
+                g[1] += 1
+                g[2] = min(g[2], rec.birth_iter)
+                g[3] = max(g[3], rec.birth_iter)
         rows = []
-        for g in groups.values():
-            span = g.pop("last") - g.pop("first")
-            g["bytes_per_iteration"] = (g["bytes"] / (span + 1)) if span > 0 else None
-            g["source"] = "ledger"
-            rows.append(g)
-        return sorted(rows, key=lambda r: -r["bytes"])[:limit]
+        for (site, role), (nbytes, count, first, last) in groups.items():
+            span = last - first
+            rows.append(
+                SiteRow(
+                    site=site if isinstance(site, str) else format_site(site),
+                    role=role,
+                    bytes=nbytes,
+                    count=count,
+                    bytes_per_iteration=(nbytes / (span + 1)) if span > 0 else None,
+                )
+            )
+        rows.sort(key=lambda r: -r.bytes)
+        return rows[:limit]
+
+
+def _unnamed(rec: BufferRecord) -> str:
+    """A name a user recognises for an unnamed buffer: its role and the line that made it."""
+    return f"{rec.role} from {rec.site.rsplit('/', 1)[-1]}"

@@ -1,42 +1,70 @@
-"""``watch()``: a session that attaches to agcore's seam and to the probes, then judges what it saw.
+"""``watch()``: a session, a thin context manager over a Recorder, a schedule of checks and the Judge.
 
 with memcheck.watch(name="my-run") as session:
     for step in range(n):
-        train_step()
+        train_step()             # iteration boundaries come from the engine (optimizer step,
+                                 # else root backward) unless you mark them yourself:
         session.iteration()
 session.findings, session.run.to_json("run.json")
+
+A session sees the thread that entered it (see docs/events.md).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import threading
 import time
 import traceback as _tb
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from agcore import observe
-from agcore.errors import GraphReleasedError, InplaceModifiedError
-from memcheck import probes
+from agcore.errors import AgcoreError
+from agcore.sites import register_internal
+from memcheck.adapters.agcore import AgcoreAdapter
+from memcheck.deepcheck import Inspector
+from memcheck.detectors.engine_errors import caught_error
+from memcheck.detectors.growth import estimate_growth
 from memcheck.findings import Finding
-from memcheck.ledger import Ledger
+from memcheck.judge import FindingKey, judge, merge, ordered
+from memcheck.observations import observe as take_snapshot
+from memcheck.recorder import Recorder
+from memcheck.records import Sample, SiteRow
 from memcheck.run import Run
-from memcheck.tracewindow import SiteGrowth, TraceWindow
-from memcheck.watcher import Watcher
+from memcheck.tracewindow import SiteGrowth
+
+register_internal(os.path.dirname(os.path.abspath(__file__)))
 
 MODES = ("default", "deep")
-_ACTIVE: list[Session] = []
 _AUTO_SAMPLE_SECONDS = 0.02
-_MAX_SAMPLES = 20000
+#: deep checks at these iterations, then every doubling
+_FIRST_DEEP = 10
+_ACTIVE: dict[int, list[Session]] = {}
 
 
 def current_session() -> Session | None:
-    """The innermost active session, or None."""
-    return _ACTIVE[-1] if _ACTIVE else None
+    """The innermost active session of this thread, or None."""
+    stack = _ACTIVE.get(threading.get_ident())
+    return stack[-1] if stack else None
+
+
+@dataclass
+class Outcome:
+    """How the watched code ended, and what a soak concluded (set by whoever drives the session)."""
+
+    interrupted: bool = False
+    error: dict[str, Any] | None = None
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    samples_path: str | None = None
+    growth: dict[str, Any] | None = None  # a soak's online verdict
 
 
 class Session:
-    """Everything one watch sees: the ledger, graph nodes, probe samples, findings."""
+    """One watch: records while the code runs, judges on a schedule, and keeps the findings."""
 
     def __init__(
         self,
@@ -45,6 +73,7 @@ class Session:
         mode: str = "default",
         sample_every: int | None = None,
         command: str | None = None,
+        boundaries: str = "auto",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: use one of {', '.join(MODES)}")
@@ -55,46 +84,37 @@ class Session:
         self.trace_sites = trace_sites or mode == "deep"
         self.sample_every = sample_every
         self.command = command or ""
-        self.ledger = Ledger()
-        self.watcher = Watcher(self.ledger)
-        self.findings: list[Finding] = []
-        self.samples: list[dict[str, Any]] = []
-        self.iterations = 0
-        self.stopped_early = False
-        self.stop_reason: str | None = None
-        self.interrupted = False
-        self.error: dict[str, Any] | None = None
-        self.samples_path: str | None = None
-        self.growth: dict[str, Any] | None = None
-        self.trace_growth: list[SiteGrowth] = []
-        self.trace_span = 1  # iterations the last trace window covered
-        self._seen: dict[tuple, Finding] = {}  # every finding of every check() so far
-        self.reported: list[Finding] = []  # from foreign engines and caught agcore errors
-        self.unowned: list[dict[str, Any]] = []  # NumPy bytes no tensor owns, by site (trace_sites)
-        self._window = TraceWindow()
-        self._rss = probes.RssProbe()
-        self._gpu = probes.CupyProbe()
-        self._t0 = 0.0
+        self.recorder = Recorder(boundaries=boundaries)
+        self.recorder.on_boundary = self._at_boundary
+        self.inspector = Inspector(self.recorder)
+        self.outcome = Outcome()
+        self.unowned: list[SiteRow] = []
+        self._adapter = AgcoreAdapter(self.recorder)
+        self._seen: dict[FindingKey, Finding] = {}
+        self._next_deep = _FIRST_DEEP
+        self._deep_requested = False
         self._last_sample_t = 0.0
-        self._sample_cost = 0.0  # seconds the last sample took
+        self._sample_cost = 0.0
         self._started_at = ""
+        self._t0 = 0.0
         self._duration = 0.0
         self._active = False
         self._run: Run | None = None
         self._metadata: dict[str, Any] = {}
 
-    # -- lifetime ----------------------------------------------------------------
+    # -- lifetime ----------------------------------------------------------------------
     def __enter__(self) -> Session:
-        self._started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
         self._t0 = time.perf_counter()
         self._metadata = _metadata(self.command)
         if self.trace_sites:
-            self._window.open(0)
-        self._gpu.__enter__()
-        self.watcher.adopt_existing()
-        self.watcher.start()
-        observe.attach(self.watcher)
-        _ACTIVE.append(self)
+            self.recorder.window.nframes = 4
+            self.recorder.open_trace_window()
+        self.recorder.thread = threading.get_ident()
+        self._adapter.thread = self.recorder.thread
+        self.recorder.start()
+        observe.attach(self._adapter)
+        _ACTIVE.setdefault(self.recorder.thread, []).append(self)
         self._active = True
         self.sample()
         return self
@@ -103,17 +123,16 @@ class Session:
         try:
             if exc is not None:
                 self._record_exception(exc)
-            self.sample()
-            if self._window.is_open:  # before the detectors: growth reads it, and they allocate
-                self.trace_span = max(self.iterations - (self._window.opened_at_iteration or 0), 1)
+            self.inspector.close()
+            self.recorder.sample(phase="teardown")
+            if self.recorder.window.is_open:
                 self.unowned = self._reconcile()
-                self.trace_growth = self._window.close() or self.trace_growth
+                self.recorder.close_trace_window()
             try:
-                self.check()
+                self._check(deep=True, containers=False, full_gc=False)
             except Exception as err:
                 if exc is None:
                     raise
-                # the block's own exception is what the user must see; say why findings are missing
                 warnings.warn(
                     f"memcheck: the detectors failed ({type(err).__name__}: {err}) after the watched block "
                     f"raised {type(exc).__name__}; this run has no findings",
@@ -121,13 +140,16 @@ class Session:
                     stacklevel=2,
                 )
         finally:
-            observe.detach(self.watcher)
-            self.watcher.stop()
-            self._gpu.__exit__(None, None, None)
-            if self._window.is_open:  # only when the lines above failed
-                self._window.close()
-            if self in _ACTIVE:
-                _ACTIVE.remove(self)
+            observe.detach(self._adapter)
+            self.recorder.stop()
+            self.inspector.close()
+            if self.recorder.window.is_open:
+                self.recorder.window.close()
+            stack = _ACTIVE.get(self.recorder.thread, [])
+            if self in stack:
+                stack.remove(self)
+            if not stack:
+                _ACTIVE.pop(self.recorder.thread, None)
             self._active = False
             self._duration = time.perf_counter() - self._t0
             self._run = self._build_run()
@@ -137,84 +159,101 @@ class Session:
     def active(self) -> bool:
         return self._active
 
-    # -- iterations and samples ----------------------------------------------------
-    def iteration(self) -> dict[str, Any] | None:
-        """Mark the end of one iteration; returns the probe sample when one was taken."""
-        self.iterations += 1
-        self.ledger.iteration = self.iterations
+    # -- what users and older code read ----------------------------------------------------------
+    @property
+    def iterations(self) -> int:
+        return self.recorder.iteration
+
+    @property
+    def ledger(self) -> Any:
+        return self.recorder.ledger
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self.recorder.samples.to_list()
+
+    @property
+    def findings(self) -> list[Finding]:
+        return ordered(list(self._seen.values()))
+
+    @property
+    def growth(self) -> dict[str, Any] | None:
+        return self.outcome.growth
+
+    @property
+    def trace_growth(self) -> list[SiteGrowth]:
+        return self.recorder.trace_growth
+
+    # -- iterations, samples, checks ---------------------------------------------------------
+    def iteration(self) -> Sample | None:
+        """Mark the end of one iteration yourself; returns the probe sample when one was taken."""
+        self.recorder.boundary("user")
+        last = self.recorder.samples.last()
+        return last if last is not None and last.iteration == self.recorder.iteration else None
+
+    def _at_boundary(self, source: str) -> None:
+        rec = self.recorder
+        it = rec.iteration
         if self.sample_every is None:
-            # every ~20 ms, and never more than ~10% of the time when a sample is slow (deep mode)
-            if time.perf_counter() - self._last_sample_t < max(_AUTO_SAMPLE_SECONDS, 10 * self._sample_cost):
-                return None
-        elif self.iterations % self.sample_every:
-            return None
-        return self.sample()
+            now = time.perf_counter()
+            if now - self._last_sample_t >= max(_AUTO_SAMPLE_SECONDS, 10 * self._sample_cost):
+                self.sample()
+        elif it % self.sample_every == 0:
+            self.sample()
+        window_closed = self.inspector.tick()
+        if it >= self._next_deep or window_closed or self._deep_requested:
+            self._deep_requested = False
+            while self._next_deep <= it:
+                self._next_deep *= 2
+            self._check(deep=True)
+        elif it % 10 == 0 and not any(k[0] == "retained_graph" for k in self._seen):
+            if rec.retained_node_count(it - 1) > 0:  # graphs outlive their iteration: look now
+                self._check(deep=True, containers=False)
 
-    def sample(self) -> dict[str, Any]:
+    def sample(self, phase: str = "loop") -> Sample:
         """Read every probe now and keep the sample."""
-        now = time.perf_counter()
-        self._last_sample_t = now
-        gc_counts, gc_collections = probes.gc_counts()
-        gpu_used, gpu_total = self._gpu.read()
-        by_role = dict(self.ledger.live_bytes_by_role)
-        sample = {
-            "iteration": self.iterations,
-            "t": round(now - self._t0, 6),
-            "rss_bytes": self._rss.read(),
-            "numpy_bytes": probes.numpy_domain_bytes() if self.mode == "deep" else None,
-            "numpy_peak_bytes": probes.traced_peak_bytes(),
-            "ledger_bytes": by_role,
-            "ledger_total_bytes": sum(by_role.values()),
-            "live_tensors": len(self.ledger.live),
-            "live_nodes": len(self.watcher.nodes),
-            "gc_counts": gc_counts,
-            "gc_collections": gc_collections,
-            "gpu_used_bytes": gpu_used,
-            "gpu_total_bytes": gpu_total,
-        }
-        self.samples.append(sample)
-        self._sample_cost = time.perf_counter() - now
-        if len(self.samples) > _MAX_SAMPLES:  # keep long runs bounded: thin the older half
-            half = len(self.samples) // 2
-            self.samples = self.samples[:half:2] + self.samples[half:]
-        return sample
+        start = time.perf_counter()
+        s = self.recorder.sample(phase=phase, numpy_bytes=self.mode == "deep")
+        self._last_sample_t = time.perf_counter()
+        self._sample_cost = self._last_sample_t - start
+        return s
 
-    # -- tracemalloc windows ----------------------------------------------------------
-    def open_trace_window(self) -> None:
-        """Start tracing allocations (if not already) to learn which lines grow."""
-        self._window.open(self.iterations)
-
-    def close_trace_window(self) -> list[SiteGrowth]:
-        """Stop the window; the lines that grew in it, largest first (kept for the growth finding)."""
-        self.trace_span = max(self.iterations - (self._window.opened_at_iteration or 0), 1)
-        rows = self._window.close(keep_tracing=self.trace_sites)
-        if self.trace_sites:
-            self._window.open(self.iterations)
-        self.trace_growth = rows
-        return rows
-
-    # -- findings ------------------------------------------------------------------
-    def report(self, finding: Finding) -> None:
-        """Add a finding from outside the detectors (a foreign engine's adapter, say)."""
-        self.reported.append(finding)
+    def request_deep_check(self) -> None:
+        """Look at the heap at the next boundary (a soak does this when growth is suspected)."""
+        self._deep_requested = True
 
     def check(self) -> list[Finding]:
-        """Run every detector now; returns (and keeps) the findings of the whole session so far.
+        """Judge now; returns (and keeps) the findings of the whole session so far.
 
-        A problem seen by an earlier check stays reported even when the objects behind it
-        died since (a script's model freed before the watch ends); a later check of the
-        same problem (kind and owner) replaces it with fresher numbers.
+        A problem seen by an earlier check stays reported even when the objects behind
+        it died since; calling this again gives the same findings.
         """
-        from memcheck import foreign
-        from memcheck.detectors import run_detectors
-        from memcheck.findings import severity_rank
-
-        foreign.check(self)
-        for finding in run_detectors(self):
-            self._seen[(finding.kind, finding.owner)] = finding
-        self.findings = sorted(self._seen.values(), key=lambda f: -severity_rank(f.severity))
+        self._check(deep=True, containers=False, full_gc=False)
         return self.findings
 
+    def _check(self, deep: bool, containers: bool = True, full_gc: bool = True) -> None:
+        retention, grown = self.inspector.look(containers=containers) if deep else (None, ())
+        if deep and full_gc and self.recorder.iteration >= _FIRST_DEEP:
+            self.inspector.cycle_lines()
+        obs = take_snapshot(self.recorder, retention=retention, containers=grown, growth=self.outcome.growth)
+        del retention, grown
+        self._seen = merge(self._seen, judge(obs))
+
+    def report(self, finding: Finding) -> None:
+        """Add a finding from outside the detectors (a foreign engine's adapter, say)."""
+        self.recorder.report(finding)
+
+    # -- tracemalloc windows (the soak opens them when growth is suspected) ------------------------
+    def open_trace_window(self) -> None:
+        self.recorder.open_trace_window()
+
+    def close_trace_window(self) -> list[SiteGrowth]:
+        rows = self.recorder.close_trace_window(keep_tracing=self.trace_sites)
+        if self.trace_sites:
+            self.recorder.open_trace_window()
+        return rows
+
+    # -- the record ------------------------------------------------------------------------------
     @property
     def run(self) -> Run:
         """The record of this session (a fresh snapshot while it is still active)."""
@@ -224,106 +263,85 @@ class Session:
 
     def _record_exception(self, exc: BaseException) -> None:
         if isinstance(exc, KeyboardInterrupt):  # the user stopped it: not a problem of the run
-            self.interrupted = True
+            self.outcome.interrupted = True
             return
-        self.error = {
+        self.outcome.error = {
             "type": type(exc).__name__,
             "message": str(exc),
             "traceback": "".join(_tb.format_exception(type(exc), exc, exc.__traceback__)),
         }
-        if isinstance(exc, (GraphReleasedError, InplaceModifiedError)):
-            from memcheck.detectors.engine_errors import finding_from_error
+        if isinstance(exc, AgcoreError) and not any(e.message == str(exc) for e in self.recorder.errors):
+            self.recorder.engine_error(caught_error(exc))
 
-            self.report(finding_from_error(exc))
-
-    def _reconcile(self) -> list[dict[str, Any]]:
-        """Live NumPy-domain buffers, one by one, that no ledger record accounts for, by user line.
-
-        Each live host buffer of the ledger claims one traced buffer of its size, at its own
-        birth line first (``ag.tensor`` copies where it is called), else anywhere (``as_tensor``
-        wraps an array the user made on an earlier line). What no record claims is NumPy memory
-        no tensor owns: a cache, a temporary kept alive, NumPy's own small-buffer cache.
-        """
+    def _reconcile(self) -> list[SiteRow]:
+        """Live NumPy-domain buffers that no ledger record accounts for, by user line (trace_sites)."""
         import tracemalloc
 
         from memcheck.tracewindow import numpy_traces
 
         traces = numpy_traces(tracemalloc.take_snapshot())
-        by_site: dict[tuple[str, int], int] = {}
         by_size: dict[int, int] = {}
-        for rec in self.ledger.live_records():
+        for rec in self.recorder.ledger.live_records():
             if rec.bytes > 0 and rec.device == "cpu":
-                key = (rec.site, rec.bytes)
-                by_site[key] = by_site.get(key, 0) + 1
                 by_size[rec.bytes] = by_size.get(rec.bytes, 0) + 1
-        left: list[tuple[str, int]] = []
-        for site, size in traces:
-            if by_site.get((site, size), 0) > 0:
-                by_site[(site, size)] -= 1
-                by_size[size] -= 1
-            else:
-                left.append((site, size))
         groups: dict[str, list[int]] = {}
-        for site, size in left:
+        for site, size in traces:
             if by_size.get(size, 0) > 0:
                 by_size[size] -= 1
                 continue
             g = groups.setdefault(site, [0, 0])
             g[0] += size
             g[1] += 1
-        self.numpy_traced_bytes = sum(size for _, size in traces)
-        rows = [
-            {
-                "site": site,
-                "role": "unowned",
-                "bytes": nbytes,
-                "count": count,
-                "bytes_per_iteration": None,
-                "source": "tracemalloc",
-            }
-            for site, (nbytes, count) in groups.items()
-        ]
-        return sorted(rows, key=lambda r: -r["bytes"])
+        self._numpy_traced = sum(size for _, size in traces)
+        rows = [SiteRow(site=s, role="unowned", bytes=b, count=c, source="tracemalloc") for s, (b, c) in groups.items()]
+        return sorted(rows, key=lambda r: -r.bytes)
 
     def _build_run(self) -> Run:
+        rec = self.recorder
         duration = self._duration if not self._active else time.perf_counter() - self._t0
-        sites = self.ledger.sites(self.iterations)
-        sites.extend(self.unowned[:30])
-        for row in self.trace_growth[:30]:
-            sites.append(
-                {
-                    "site": row.site,
-                    "role": "numpy" if row.numpy else "python",
-                    "bytes": row.bytes,
-                    "count": row.count,
-                    "bytes_per_iteration": None,
-                    "source": "tracemalloc",
-                }
-            )
+        samples = rec.samples.to_list()
+        sites = [r.to_dict() for r in rec.ledger.sites(rec.iteration)]
+        sites.extend(r.to_dict() for r in self.unowned[:30])
+        for row in rec.trace_growth[:30]:
+            sites.append(SiteRow(site=row.site, role="numpy" if row.numpy else "python", bytes=row.bytes,
+                                 count=row.count, source="tracemalloc").to_dict())  # fmt: skip
+        growth = self.outcome.growth or estimate_growth(samples)
+        o = self.outcome
         return Run(
             name=self.name,
             command=self.command,
             mode=self.mode,
             started_at=self._started_at,
             duration_s=round(duration, 6),
-            iterations=self.iterations,
-            stopped_early=self.stopped_early,
-            stop_reason=self.stop_reason,
-            interrupted=self.interrupted,
-            error=self.error,
-            findings=list(self.findings),
-            samples=list(self.samples),
-            top_owners=self.ledger.top_owners(),
+            iterations=rec.iteration,
+            stopped_early=o.stopped_early,
+            stop_reason=o.stop_reason,
+            interrupted=o.interrupted,
+            error=o.error,
+            findings=self.findings,
+            samples=[s.to_dict() for s in samples],
+            top_owners=rec.ledger.top_owners(),
             sites=sites,
             ledger_summary={
-                **self.ledger.summary(),
-                "numpy_traced_bytes": getattr(self, "numpy_traced_bytes", None),
-                "unowned_numpy_bytes": sum(r["bytes"] for r in self.unowned) if self.unowned else None,
+                **rec.ledger.summary(),
+                "numpy_traced_bytes": getattr(self, "_numpy_traced", None),
+                "unowned_numpy_bytes": sum(r.bytes for r in self.unowned) if self.unowned else None,
+                "samples_kept": len(rec.samples),
+                "samples_taken": rec.samples.total,
             },
-            growth=self.growth,
+            growth=growth,
             metadata=self._metadata,
-            samples_path=self.samples_path,
+            samples_path=o.samples_path,
         )
+
+    # -- backwards compatibility for callers that set these directly ------------------------------
+    @property
+    def stopped_early(self) -> bool:
+        return self.outcome.stopped_early
+
+    @property
+    def samples_path(self) -> str | None:
+        return self.outcome.samples_path
 
 
 def watch(
@@ -332,14 +350,19 @@ def watch(
     mode: str = "default",
     sample_every: int | None = None,
     command: str | None = None,
+    boundaries: str = "auto",
 ) -> Session:
     """A session to use as ``with memcheck.watch(...) as session:``.
 
-    ``trace_sites`` keeps tracemalloc on for the whole session so every
-    allocation has a site (slower); ``mode="deep"`` also reads NumPy's domain
-    at every sample. ``sample_every=None`` samples the probes every ~20 ms.
+    ``boundaries``: where iterations end. ``auto`` (default): your own
+    ``session.iteration()`` calls if you make any, else each optimizer step, else
+    each root ``backward()``; or force one of ``user``, ``step``, ``backward``.
+    ``trace_sites`` keeps tracemalloc on (4 frames) so every allocation has a
+    site (slower); ``mode="deep"`` also reads NumPy's domain at every sample.
+    ``sample_every=None`` samples the probes every ~20 ms.
     """
-    return Session(name=name, trace_sites=trace_sites, mode=mode, sample_every=sample_every, command=command)
+    return Session(name=name, trace_sites=trace_sites, mode=mode, sample_every=sample_every, command=command,
+                   boundaries=boundaries)  # fmt: skip
 
 
 def _metadata(command: str) -> dict[str, Any]:

@@ -7,7 +7,9 @@ signals with a robust slope (:mod:`memcheck.slope`):
 
 - ``ledger``: live bytes of every buffer agcore made (exact, the primary signal);
 - ``nodes``: live graph nodes (a loop that frees its graph is flat at zero growth);
-- ``rss``: the process's resident memory (catches what agcore cannot see; noisy).
+- ``heap``: the C allocator's live bytes (glibc mallinfo2: exact, catches NumPy arrays
+  and objects agcore never saw); the process's RSS where mallinfo2 is missing (noisy:
+  it needs megabytes of rise).
 
 When one of them starts to rise, a tracemalloc window opens (cheap the rest of
 the time) so that, once the leak is certain, the finding can name the lines
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from memcheck import probes
 from memcheck.slope import OnlineSlope, SlopeEstimate, estimate
 
 #: samples a certain estimate needs, and how much of the run the window keeps
@@ -36,6 +39,11 @@ _TRACE_COOLDOWN = 10
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 #: RSS moves in pages and allocator arenas: a rise under this is never a leak
 _RSS_NOISE_FLOOR = 4 * 1024 * 1024
+#: the C heap is exact: a rise under this is a warm-up, not a leak
+_HEAP_NOISE_FLOOR = 64 * 1024
+_HAS_HEAP = probes.heap_bytes() is not None
+_FLOOR = _HEAP_NOISE_FLOOR if _HAS_HEAP else _RSS_NOISE_FLOOR
+_PROCESS = "heap" if _HAS_HEAP else "rss"
 
 
 class _Signals:
@@ -45,12 +53,12 @@ class _Signals:
         common = {"warmup": warmup, "window": _WINDOW, "min_samples": _MIN_SAMPLES, "min_span": min_span}
         self.ledger = OnlineSlope(min_slope=min_bytes, noise_floor=min_bytes * min_span / 4, **common)
         self.nodes = OnlineSlope(min_slope=0.5, noise_floor=4.0, **common)
-        self.rss = OnlineSlope(min_slope=min_bytes, noise_floor=_RSS_NOISE_FLOOR, **common)
+        self.rss = OnlineSlope(min_slope=min_bytes, noise_floor=_FLOOR, **common)
         self.min_bytes = min_bytes
         self.window_opened: int | None = None
         self.tracing: bool | None = None  # whether tracemalloc ran when the soak began
 
-    def add(self, sample: dict[str, Any]) -> None:
+    def add(self, sample: Any) -> None:
         i = sample["iteration"]
         self.ledger.add(i, sample.get("ledger_total_bytes"))
         self.nodes.add(i, sample.get("live_nodes"))
@@ -58,7 +66,7 @@ class _Signals:
         if self.tracing is None:
             self.tracing = tracing
         if tracing == self.tracing:  # tracemalloc's own tables inflate RSS while a window is open
-            self.rss.add(i, sample.get("rss_bytes"))
+            self.rss.add(i, sample.get(_FIELDS["rss"]))
 
     def by_key(self) -> dict[str, OnlineSlope]:
         return {"ledger": self.ledger, "nodes": self.nodes, "rss": self.rss}
@@ -79,7 +87,7 @@ class _Signals:
                 r.n >= _MIN_SAMPLES
                 and r.slope >= 2 * self.min_bytes
                 and r.lower >= self.min_bytes
-                and r.rise >= _RSS_NOISE_FLOOR / 2
+                and r.rise >= _FLOOR / 2
             )
         )
 
@@ -92,13 +100,14 @@ def _leak(est: dict[str, SlopeEstimate], traced_bpi: float | None, min_bytes: fl
         # nodes are Python objects the ledger cannot weigh: the tracemalloc window (or RSS) does
         bpi = traced_bpi if traced_bpi is not None else max(est["rss"].slope, est["ledger"].slope)
         if bpi >= min_bytes:
-            return ("tracemalloc" if traced_bpi is not None else "rss"), bpi
+            return ("tracemalloc" if traced_bpi is not None else _PROCESS), bpi
     if est["rss"].certain:
-        return "rss", est["rss"].slope
+        return _PROCESS, est["rss"].slope
     return None
 
 
-_FIELDS = {"ledger": "ledger_total_bytes", "nodes": "live_nodes", "rss": "rss_bytes"}
+#: the "rss" signal reads the C heap where glibc has mallinfo2 (exact), else RSS
+_FIELDS = {"ledger": "ledger_total_bytes", "nodes": "live_nodes", "rss": "heap_bytes" if _HAS_HEAP else "rss_bytes"}
 
 
 def _whole_run(post: list[dict[str, Any]], key: str, sl: OnlineSlope, tracing: bool | None) -> SlopeEstimate:
@@ -131,8 +140,9 @@ def _open_samples(path: str | Path | None, name: str) -> tuple[Path, IO[str]]:
     return target, target.open("w", encoding="utf-8")
 
 
-def _write_sample(handle: IO[str], sample: dict[str, Any]) -> None:
-    handle.write(json.dumps(sample, default=str) + "\n")
+def _write_sample(handle: IO[str], sample: Any) -> None:
+    row = sample.to_dict() if hasattr(sample, "to_dict") else sample
+    handle.write(json.dumps(row, default=str) + "\n")
     handle.flush()  # a killed run keeps every line written so far
 
 
@@ -203,7 +213,7 @@ def soak(
     if own:
         session = memcheck.watch(name=name, sample_every=sample_every, **watch_kwargs)
     state = _State(session, signals, handle, early_stop, sample_every)
-    session.samples_path = str(path)
+    session.outcome.samples_path = str(path)
     bar = _progress(progress, name, iterations)
     try:
         if own:
@@ -252,7 +262,7 @@ class _State:
 
     def loop(self, step: Callable[[int], Any], iterations: int, bar: Any) -> None:
         session = self.session
-        first = session.samples[-1] if session.samples else None
+        first = session.recorder.samples.last()
         if first is not None:
             _write_sample(self.handle, first)
         for i in range(iterations):
@@ -266,17 +276,27 @@ class _State:
             _write_sample(self.handle, sample)
             if bar is not None:
                 self._show(bar, sample)
-            if self._judge(sample) and self.early_stop:
-                session.stopped_early = True
+            if (self._judge(sample) or self._retained()) and self.early_stop:
+                session.outcome.stopped_early = True
                 return
 
-    def _show(self, bar: Any, sample: dict[str, Any]) -> None:
+    def _retained(self) -> bool:
+        """A retained graph the session's checks found: certain by itself, no slope needed."""
+        for f in self.session.findings:
+            if f.kind == "retained_graph" and f.severity == "error":
+                if self.leak is None:
+                    bpi = float(f.evidence.get("bytes_per_iteration", 0.0))
+                    self.leak, self.leak_at = ("nodes", bpi), self.ran
+                return True
+        return False
+
+    def _show(self, bar: Any, sample: Any) -> None:
         task = bar.tasks[0]
         rate = f"{task.speed:7.1f} it/s" if task.speed else ""
         memory = f"ledger {_mib(sample.get('ledger_total_bytes'))}  rss {_mib(sample.get('rss_bytes'))}"
         bar.update(task.id, completed=self.ran, rate=rate, memory=memory)
 
-    def _judge(self, sample: dict[str, Any]) -> bool:
+    def _judge(self, sample: Any) -> bool:
         """Feed the sample; True once a leak is certain (its lines named when tracemalloc could)."""
         sig = self.signals
         sig.add(sample)
@@ -317,12 +337,12 @@ class _State:
         if self.signals.window_opened is not None:
             self._close_window(self.ran)
         if isinstance(failure, KeyboardInterrupt):
-            session.interrupted = True
+            session.outcome.interrupted = True
         growth = self._growth_summary()
-        session.growth = growth
-        if session.stopped_early:
+        session.outcome.growth = growth
+        if session.outcome.stopped_early:
             nodes = growth["nodes_per_iteration"]
-            session.stop_reason = (
+            session.outcome.stop_reason = (
                 f"leak certain at iteration {self.leak_at}: {growth['bytes_per_iteration']:.0f} bytes per "
                 f"iteration ({growth['probe']})"
                 + (f", {nodes:.1f} graph nodes kept per iteration" if nodes >= 0.5 else "")
@@ -332,12 +352,14 @@ class _State:
     def _growth_summary(self) -> dict[str, Any]:
         """Whole-run growth after warm-up per signal, and the verdict the findings use."""
         warmup = self.signals.ledger.warmup
-        post = [s for s in self.session.samples if s.get("iteration", 0) >= warmup]
+        post = [s for s in self.session.samples if s.iteration >= warmup and s.phase != "teardown"]
         sig = self.signals
         whole = {key: _whole_run(post, key, est, sig.tracing) for key, est in sig.by_key().items()}
         rows: list[Any] = self.traced["rows"] if self.traced is not None else []
         traced_bpi = self.traced_bpi
-        leak = self.leak or _leak(whole, traced_bpi, sig.min_bytes)
+        # re-judged on the whole run: a rise the loop saw early that then levelled off is not a leak
+        stopped = self.session.outcome.stopped_early
+        leak = (self.leak if stopped else None) or _leak(whole, traced_bpi, sig.min_bytes)
         probe, bpi = leak if leak is not None else ("ledger", whole["ledger"].slope)
         span = self.traced["span"] if self.traced else 1
         per_site: dict[str, float] = {}

@@ -1,28 +1,30 @@
-"""Detectors: small functions over a session's ledger, events and samples, one kind each.
+"""Detectors: pure functions over a frozen snapshot (:class:`memcheck.observations.Observations`).
 
-Each module exposes ``detect(session) -> list[Finding]``; :func:`run_detectors`
-runs them all in a fixed order and adds what adapters reported.
+Each module exposes ``detect(obs) -> list[Finding]`` and returns findings of its
+kind only; none reads anything but ``obs`` and none changes it. The order here
+is the order findings of equal severity are listed in.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from memcheck.detectors import (
     aliased_buffers,
     dangling_ref,
     double_grad,
+    engine_errors,
     growth,
     inplace_saved,
     ref_cycle,
     retained_graph,
 )
-from memcheck.findings import Finding, severity_rank
+from memcheck.findings import Finding
+from memcheck.observations import Observations
 
-if TYPE_CHECKING:
-    from memcheck.session import Session
+Detector = Callable[[Observations], list[Finding]]
 
-DETECTORS = (
+DETECTORS: tuple[Detector, ...] = (
     double_grad.detect,
     dangling_ref.detect,
     aliased_buffers.detect,
@@ -30,12 +32,5 @@ DETECTORS = (
     retained_graph.detect,
     growth.detect,
     ref_cycle.detect,
+    lambda obs: engine_errors.detect(obs.errors),
 )
-
-
-def run_detectors(session: Session) -> list[Finding]:
-    """Every detector's findings, most severe first."""
-    findings: list[Finding] = []
-    for detect in DETECTORS:
-        findings.extend(detect(session))
-    return sorted(findings, key=lambda f: -severity_rank(f.severity))

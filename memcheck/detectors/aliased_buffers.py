@@ -1,153 +1,141 @@
-"""aliased_buffers (seed 002): two live tensors share memory without being views of one another.
+"""aliased_buffers (seed 002): memory that two owners share without knowing it.
 
 A gradient store or buffer pool that releases a buffer twice hands the same
 memory to two owners; both then write into it and each reads the other's
-numbers. Two rules, both over what is alive now:
+numbers. Three rules, over what is alive now, each linear after one sort:
 
 * the gradient buffers of two different tensors never overlap;
-* two data buffers whose owning arrays differ never overlap (views of one
-  array, ``detach()`` and ``as_tensor`` of one array are the same storage).
+* two distinct base arrays never overlap (views of one array, ``detach()`` and
+  ``as_tensor`` of one array are one base and were collapsed when observed);
+* a container that grows every iteration by the same array or tensor again
+  (``grads.append(p.grad)`` where the buffer is refilled in place) keeps one
+  buffer, not a history: every entry reads the latest values.
 """
 
 from __future__ import annotations
 
-import tracemalloc
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
 
-from agcore import backend
 from memcheck._util import unique
 from memcheck.findings import Finding
+from memcheck.observations import Observations
 
-if TYPE_CHECKING:
-    from memcheck.session import Session
-
-
-def _interval(array: Any) -> tuple[int, int]:
-    start = backend.data_pointer(array)
-    return start, start + int(array.nbytes)
+_SAME_ITEM = 3
 
 
-def _overlap(a: Any, b: Any) -> bool:
-    (s1, e1), (s2, e2) = _interval(a), _interval(b)
-    return s1 < e2 and s2 < e1 and a.nbytes > 0 and b.nbytes > 0
+def _overlaps(spans: list[tuple[int, int, int, object]]) -> list[tuple[object, object, int]]:
+    """Pairs of overlapping ``(start, end, identity, payload)`` spans with different identities: one sweep."""
+    spans.sort(key=lambda s: s[0])
+    out = []
+    reach: tuple[int, int, int, object] | None = None  # the span reaching furthest so far
+    for s in spans:
+        if reach is not None and s[0] < reach[1] and s[2] != reach[2] and s[1] > s[0]:
+            out.append((reach[3], s[3], min(reach[1], s[1]) - s[0]))
+        if reach is None or s[1] > reach[1]:
+            reach = s
+    return out
 
 
-def _alloc_site(array: Any, fallback: str) -> str:
-    tb = tracemalloc.get_object_traceback(array) if tracemalloc.is_tracing() else None
-    if tb is not None:
-        from memcheck.tracewindow import user_line
-
-        return user_line(tb)
-    return fallback
-
-
-def _live_tensors(session: Session) -> list[tuple[Any, str]]:
-    seen: dict[int, tuple[Any, str]] = {}
-    for t, site, _ in session.watcher.live_leaves():
-        seen[id(t)] = (t, site)
-    for _, rec in session.ledger.live_arrays():
-        t = rec.tensor_ref() if rec.tensor_ref is not None else None
-        if t is not None and id(t) not in seen:
-            seen[id(t)] = (t, rec.site)
-    return list(seen.values())
-
-
-def _grad_findings(tensors: list[tuple[Any, str]]) -> list[Finding]:
-    grads = [(t, site, t.grad) for t, site in tensors if t.grad is not None and backend.is_array(t.grad)]
-    grads.sort(key=lambda g: _interval(g[2])[0])
+def _grad_findings(obs: Observations) -> list[Finding]:
+    spans = [(g[0], g[1], leaf.grad or 0, leaf) for leaf in obs.leaves if (g := leaf.grad_span) is not None]
     findings = []
-    for i, (t1, s1, g1) in enumerate(grads):
-        for t2, s2, g2 in grads[i + 1 :]:
-            if _interval(g2)[0] >= _interval(g1)[1]:
-                break
-            if not _overlap(g1, g2):
-                continue
-            n1, n2 = t1.name or "<unnamed>", t2.name or "<unnamed>"
-            nbytes = min(int(g1.nbytes), int(g2.nbytes))
-            findings.append(
-                Finding(
-                    kind="aliased_buffers",
-                    severity="error",
-                    message=(
-                        f"The gradients of {n1!r} and {n2!r} share one buffer ({nbytes} bytes): whatever "
-                        "writes one changes the other. A gradient store or pool handed out (or released) "
-                        "the same buffer twice; give every tensor its own gradient buffer and release each "
-                        "buffer exactly once."
-                    ),
-                    owner=n2,
-                    sites=unique([_alloc_site(g2, s2), _alloc_site(g1, s1), s2, s1]),
-                    bytes=nbytes,
-                    evidence={
-                        "tensors": [n1, n2],
-                        "buffer_bytes": nbytes,
-                        "what": "grad",
-                        "same_array": g1 is g2,
-                        "address": list(_interval(g2)),
-                    },
-                )
+    for a, b, nbytes in _overlaps(spans):
+        n1, n2 = a.name, b.name  # type: ignore[attr-defined]
+        findings.append(
+            Finding(
+                kind="aliased_buffers",
+                severity="error",
+                message=(
+                    f"The gradients of {n1!r} and {n2!r} share one buffer ({nbytes} bytes): whatever writes one "
+                    "changes the other. A gradient store or pool handed out (or released) the same buffer twice; "
+                    "give every tensor its own gradient buffer and release each buffer exactly once."
+                ),
+                owner=n2,
+                sites=unique([b.site, a.site]),  # type: ignore[attr-defined]
+                bytes=nbytes,
+                evidence={
+                    "tensors": [n1, n2],
+                    "buffer_bytes": nbytes,
+                    "what": "grad",
+                    "address": [b.grad_span[0], b.grad_span[1]],
+                },  # type: ignore[attr-defined]  # fmt: skip
             )
+        )
     return findings
 
 
-def _data_findings(session: Session) -> list[Finding]:
-    rows = []
-    for arr, rec in session.ledger.live_arrays():
-        if not backend.is_array(arr) or arr.nbytes == 0:
+def _data_findings(obs: Observations) -> list[Finding]:
+    spans = [(s.start, s.end, s.base, s) for s in obs.buffers]
+    findings = []
+    for a, b, nbytes in _overlaps(spans):
+        n1, n2 = a.owner, b.owner  # type: ignore[attr-defined]
+        findings.append(
+            Finding(
+                kind="aliased_buffers",
+                severity="error",
+                message=(
+                    f"{n1!r} and {n2!r} are separate arrays over the same memory ({nbytes} bytes), not views of "
+                    "one another: a pool handed out a block still in use. Release each block once, and only "
+                    "after its owner is gone."
+                ),
+                owner=n2,
+                sites=unique([b.site, a.site]),  # type: ignore[attr-defined]
+                bytes=nbytes,
+                evidence={"tensors": [n1, n2], "buffer_bytes": nbytes, "what": "data", "address": [b.start, b.end]},  # type: ignore[attr-defined]  # fmt: skip
+            )
+        )
+    return findings
+
+
+def _container_findings(obs: Observations) -> list[Finding]:
+    findings = []
+    for c in obs.containers:
+        if c.same_item < _SAME_ITEM or c.same_item_type not in ("ndarray", "Tensor", "Parameter"):
             continue
-        if rec.tensor_ref is None or rec.tensor_ref() is None:
-            continue  # no live tensor holds this buffer any more: not two tensors sharing memory
-        rows.append((backend.base_array(arr), rec))
-    rows.sort(key=lambda r: _interval(r[0])[0])
-    findings = []
-    for i, (b1, r1) in enumerate(rows):
-        for b2, r2 in rows[i + 1 :]:
-            if _interval(b2)[0] >= _interval(b1)[1]:
-                break
-            if b1 is b2 or not _overlap(b1, b2):
-                continue
-            n1, n2 = r1.owner_name() or "<unnamed>", r2.owner_name() or "<unnamed>"
-            nbytes = min(int(b1.nbytes), int(b2.nbytes))
-            findings.append(
-                Finding(
-                    kind="aliased_buffers",
-                    severity="error",
-                    message=(
-                        f"{n1!r} and {n2!r} are separate arrays over the same memory ({nbytes} bytes), not "
-                        "views of one another: a pool handed out a block still in use. Release each block "
-                        "once, and only after its owner is gone."
-                    ),
-                    owner=n2,
-                    sites=unique([r2.site, r1.site]),
-                    bytes=nbytes,
-                    evidence={
-                        "tensors": [n1, n2],
-                        "buffer_bytes": nbytes,
-                        "what": "data",
-                        "address": list(_interval(b2)),
-                    },
-                )
+        lines = list(c.holder.lines)
+        at = f" at {lines[0]}" if lines else ""
+        findings.append(
+            Finding(
+                kind="aliased_buffers",
+                severity="error",
+                message=(
+                    f"{c.holder.name} holds the same {c.same_item_type} {c.same_item} times among its last entries"
+                    f" (added{at}): every entry is one buffer that later steps overwrite in place, so the "
+                    "container keeps no history, only the latest values. Append a copy (.copy(), .clone(), "
+                    ".item()) instead."
+                ),
+                owner=c.holder.name,
+                sites=lines[:3],
+                bytes=0,
+                evidence={
+                    "what": "container",
+                    "holder": c.holder.to_dict(),
+                    "repeats": c.same_item,
+                    "items": c.items,
+                    "item_type": c.same_item_type,
+                },  # fmt: skip
             )
+        )
     return findings
 
 
-def detect(session: Session) -> list[Finding]:
-    found = _grad_findings(_live_tensors(session)) + _data_findings(session)
-    for reported in list(session.reported):  # a pool's adapter saw the double release: it names the line to change
+def detect(obs: Observations) -> list[Finding]:
+    found = _grad_findings(obs) + _data_findings(obs) + _container_findings(obs)
+    for reported in obs.reported:  # a pool's adapter saw the double release: it names the line to change
         if reported.kind != "aliased_buffers":
             continue
         pointer = reported.evidence.get("pointer")
-        match = next(
-            (
-                f
-                for f in found
-                if pointer is not None and f.evidence["address"][0] <= pointer < f.evidence["address"][1]
-            ),
+        hit = next(
+            (i for i, f in enumerate(found)
+             if pointer is not None and "address" in f.evidence
+             and f.evidence["address"][0] <= pointer < f.evidence["address"][1]),
             None,
-        )
-        if match is None:
+        )  # fmt: skip
+        if hit is None:
             found.append(reported)
-        else:
-            match.sites = unique(reported.sites + match.sites)
-            match.evidence["pool"] = reported.evidence
-            session.reported.remove(reported)  # absorbed: a later check must not report it again alone
+        else:  # merged into a new finding: the pool's lines first, its evidence kept
+            f = found[hit]
+            found[hit] = replace(
+                f, sites=unique(reported.sites + f.sites), evidence={**f.evidence, "pool": reported.evidence}
+            )
     return found

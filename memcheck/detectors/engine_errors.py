@@ -1,52 +1,58 @@
-"""Findings from the errors agcore raises when a graph is used wrongly.
+"""engine_errors: agcore's refusals (a released graph, a changed saved tensor) as findings.
 
-agcore refuses a backward through released saved tensors (a dangling graph
-reference) and a backward through a tensor changed in place after saving;
-when such an error escapes a watched block it becomes a finding with its sites.
+agcore raises GraphReleasedError for a backward through released saved tensors
+(a dangling graph reference) and InplaceModifiedError for a backward that reads
+a tensor changed in place after saving. The adapter records each one when it is
+raised (a :class:`CaughtError`), so an error the user catches is a finding too;
+the judge turns the records into findings here.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import traceback as _tb
 
 from agcore.errors import GraphReleasedError, InplaceModifiedError
+from agcore.sites import user_stack
 from memcheck._util import unique
 from memcheck.findings import Finding
+from memcheck.records import CaughtError
 
 _SITE = re.compile(r"(?:created at|called at|by the op at|at) (\S+:\d+)")
 
 
-_PKG = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_INTERNAL = tuple(os.path.join(_PKG, name) + os.sep for name in ("agcore", "memcheck"))
-
-
-def _user_frames(exc: BaseException) -> list[str]:
-    """Sites in the traceback outside agcore and memcheck, innermost first."""
-    frames = _tb.extract_tb(exc.__traceback__)
-    sites = [f"{f.filename}:{f.lineno}" for f in frames if not os.path.abspath(f.filename).startswith(_INTERNAL)]
-    return list(reversed(sites))
-
-
-def finding_from_error(exc: BaseException) -> Finding:
-    message_sites = _SITE.findall(str(exc))
-    raised_at = _user_frames(exc)
-    if isinstance(exc, InplaceModifiedError):
-        # culprit first: where the tensor was changed, then where it was saved
-        ordered = list(reversed(message_sites)) + raised_at[:1]
-        return Finding(
-            kind="inplace_saved",
-            severity="error",
-            message=f"Backward failed: {exc}",
-            sites=unique(ordered),
-            evidence={"error": type(exc).__name__},
-        )
-    assert isinstance(exc, GraphReleasedError)
-    return Finding(
-        kind="dangling_ref",
-        severity="error",
-        message=f"Backward reached a released graph: {exc}",
-        sites=unique(raised_at[:1] + message_sites),
-        evidence={"error": type(exc).__name__, "referent": "released saved tensors"},
+def caught_error(exc: BaseException) -> CaughtError:
+    """The record of an engine error at the moment it is raised (the user's line that called backward first)."""
+    return CaughtError(
+        type=type(exc).__name__,
+        message=str(exc),
+        sites=tuple(unique(user_stack(1, limit=2)[:1] + _SITE.findall(str(exc)))),
+        caught=True,
     )
+
+
+def detect(errors: tuple[CaughtError, ...]) -> list[Finding]:
+    found: dict[tuple[str, tuple[str, ...]], Finding] = {}
+    for err in errors:
+        key = (err.type, err.sites)
+        if key in found:
+            continue
+        caught = " (the program caught it and went on)" if err.caught else ""
+        called_at, named = list(err.sites[:1]), list(err.sites[1:])
+        if err.type == InplaceModifiedError.__name__:
+            # culprit first: where the tensor was changed, then where it was saved, then the backward
+            found[key] = Finding(
+                kind="inplace_saved",
+                severity="error",
+                message=f"Backward failed{caught}: {err.message}",
+                sites=unique(list(reversed(named)) + called_at),
+                evidence={"error": err.type, "caught": err.caught},
+            )
+        elif err.type == GraphReleasedError.__name__:
+            found[key] = Finding(
+                kind="dangling_ref",
+                severity="error",
+                message=f"Backward reached a released graph{caught}: {err.message}",
+                sites=unique(called_at + named),
+                evidence={"error": err.type, "referent": "released saved tensors", "caught": err.caught},
+            )
+    return list(found.values())

@@ -1,106 +1,146 @@
-"""growth (seed 003): live memory rising across iterations, in bytes per iteration, by role and by site.
+"""growth (seed 003): live memory rising across iterations, with who holds it and the line that adds to it.
 
-The slope is Theil-Sen over the probe samples after a warm-up (memcheck.slope),
-so a cache that fills and empties or a warm-up ramp is not called a leak. When
-a soak already judged the run online, its estimate is used as is.
+Four exact signals are judged with the same robust estimator (memcheck.slope,
+Theil-Sen after a warm-up, on the loop's samples only: a session's teardown
+never changes a verdict):
+
+- ``ledger``: live bytes of every buffer agcore made;
+- ``heap``: the C allocator's live bytes (glibc mallinfo2): NumPy arrays no tensor
+  owns, tensors made without the constructor, anything outside pymalloc;
+- ``py_blocks``: Python's allocated blocks: small Python objects kept per iteration;
+- ``rss``: only where the heap probe is missing (it needs megabytes of rise).
+
+The rates are computed once (:func:`estimate_growth`); the Run stores them and
+the finding refers to them. The holder is the container that grew with the
+iterations (a deep check's container scan) or the retained graph's holder.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from memcheck import slope
 from memcheck.findings import Finding
+from memcheck.observations import Observations
+from memcheck.records import GrowingContainer, Sample
 
-if TYPE_CHECKING:
-    from memcheck.session import Session
-
-MIN_BYTES_PER_ITERATION = 1024.0
 WARMUP_FRACTION = 0.2
+#: (sample field, smallest rate worth a finding per iteration, noise floor of the whole rise, unit)
+SIGNALS: dict[str, tuple[str, float, float, str]] = {
+    "ledger": ("ledger_total_bytes", 256.0, 16 * 1024.0, "bytes"),
+    "heap": ("heap_bytes", 256.0, 48 * 1024.0, "bytes"),
+    "py_blocks": ("py_blocks", 0.5, 48.0, "blocks"),
+    "rss": ("rss_bytes", 1024.0, 4 * 1024 * 1024.0, "bytes"),
+}
+_BYTES_PER_BLOCK = 64.0
 
 
-def _series(samples: list[dict[str, Any]], key: str, role: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for s in samples:
-        v = s.get("ledger_bytes", {}).get(role) if role else s.get(key)
-        if v is not None:
-            xs.append(s["iteration"])
-            ys.append(v)
-    return np.asarray(xs, float), np.asarray(ys, float)
-
-
-def _after_warmup(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Samples after the warm-up, one per iteration (the latest: the exit sample repeats the last)."""
-    if not samples:
+def loop_samples(samples: tuple[Sample, ...] | list[Sample]) -> list[Sample]:
+    """Samples of the loop after the warm-up, one per iteration (teardown samples left out)."""
+    loop = [s for s in samples if s.phase != "teardown" and s.iteration > 0]
+    if not loop:
         return []
-    last = samples[-1]["iteration"]
-    start = last * WARMUP_FRACTION
-    by_iter = {s["iteration"]: s for s in samples if s["iteration"] >= start and s["iteration"] > 0}
+    start = loop[-1].iteration * WARMUP_FRACTION
+    by_iter = {s.iteration: s for s in loop if s.iteration >= start}
     return [by_iter[k] for k in sorted(by_iter)]
 
 
-def detect(session: Session) -> list[Finding]:
-    samples = _after_warmup(session.samples)
-    judged = session.growth if session.growth and session.growth.get("certain") else None
-    if judged is None:
-        if len(samples) < 2:
-            return []
-        x, y = _series(samples, "ledger_total_bytes")
-        est = slope.estimate(x, y, MIN_BYTES_PER_ITERATION, noise_floor=8 * MIN_BYTES_PER_ITERATION, min_samples=10)
-        if not est.certain:
-            return []
-        judged = {**est.to_dict(), "probe": "ledger", "bytes_per_iteration": est.slope, "source": "detector"}
-    per_iter = float(judged.get("bytes_per_iteration", judged.get("slope", 0.0)))
-    by_role = {}
-    for role in session.ledger.live_bytes_by_role:
-        x, y = _series(samples, "", role)
-        if len(x) >= 2:
-            r = slope.theil_sen(x, y)
+def estimate_growth(samples: tuple[Sample, ...] | list[Sample], min_samples: int = 10) -> dict[str, Any]:
+    """Per signal: the slope estimate over the loop after warm-up; ``probe`` names the signal that decides."""
+    post = loop_samples(samples)
+    out: dict[str, Any] = {"window": [post[0].iteration, post[-1].iteration] if post else [0, 0], "signals": {}}
+    certain: list[tuple[str, float]] = []
+    have_heap = any(s.heap_bytes is not None for s in post)
+    for key, (field, min_slope, floor, unit) in SIGNALS.items():
+        if key == "rss" and have_heap:
+            continue
+        pts = [(s.iteration, getattr(s, field)) for s in post if getattr(s, field) is not None]
+        if len(pts) < 2:
+            continue
+        est = slope.estimate(np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float),
+                             min_slope, noise_floor=floor, min_samples=min_samples)  # fmt: skip
+        out["signals"][key] = {**est.to_dict(), "unit": unit}
+        if est.certain:
+            certain.append((key, est.slope * (_BYTES_PER_BLOCK if unit == "blocks" else 1.0)))
+    order = ("ledger", "heap", "rss", "py_blocks")
+    certain.sort(key=lambda kv: order.index(kv[0]))
+    probe, bpi = certain[0] if certain else ("ledger", out["signals"].get("ledger", {}).get("slope", 0.0))
+    out.update(probe=probe, bytes_per_iteration=float(bpi), certain=bool(certain), source="estimate")
+    return out
+
+
+def _by_site(obs: Observations) -> list[dict[str, Any]]:
+    """Bytes per iteration by the line that allocated them: tracemalloc's window when one ran, else the ledger."""
+    rows: list[dict[str, Any]] = []
+    judged = obs.growth or {}
+    if judged.get("by_site"):
+        rows.extend(dict(r) for r in judged["by_site"])
+    elif obs.trace_growth:
+        for row in obs.trace_growth[:10]:
+            rows.append({"site": row.site, "bytes_per_iteration": round(row.bytes / obs.trace_span, 1),
+                         "source": "tracemalloc"})  # fmt: skip
+    for site_row in obs.ledger_sites:
+        if site_row.bytes_per_iteration:
+            rows.append({"site": site_row.site, "bytes_per_iteration": round(site_row.bytes_per_iteration, 1),
+                         "source": "ledger"})  # fmt: skip
+    return sorted(rows, key=lambda r: -r["bytes_per_iteration"])[:15]
+
+
+def _holder(obs: Observations) -> GrowingContainer | None:
+    live = [c for c in obs.containers if c.bytes_per_iteration > 0]
+    return max(live, key=lambda c: c.bytes_per_iteration) if live else None
+
+
+def _role_rates(post: list[Sample], roles: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    xs = np.array([s.iteration for s in post], float)
+    for role in roles:
+        ys = np.array([s.ledger_bytes.get(role, 0) for s in post], float)
+        if len(xs) >= 2:
+            r = slope.theil_sen(xs, ys)
             if abs(r) >= 1.0:
-                by_role[role] = round(r, 1)
-    by_site = _by_site(session)
-    window = [samples[0]["iteration"], samples[-1]["iteration"]] if samples else [0, session.iterations]
-    sites = [row["site"] for row in by_site[:5]]
-    top = f" Most of it is born at {sites[0]}." if sites else ""
+                out[role] = round(r, 1)
+    return out
+
+
+def detect(obs: Observations) -> list[Finding]:
+    judged = obs.growth if obs.growth and obs.growth.get("source") == "soak" else estimate_growth(obs.samples)
+    if not judged.get("certain"):
+        return []
+    per_iter = float(judged["bytes_per_iteration"])
+    probe = judged.get("probe", "ledger")
+    window = judged.get("window", [0, obs.iteration])
+    by_site = _by_site(obs)
+    holder = _holder(obs)
+    retention = obs.retention.holder if obs.retention is not None else None
+    held = holder.holder if holder is not None else retention
+    lines = list(held.lines) if held is not None else []
+    born = [row["site"] for row in by_site[:5]]
+    who = f" It is kept by {held.name}" + (f", added at {lines[0]}" if lines else "") + "." if held else ""
+    where = f" Most of it is allocated at {born[0]}." if born else ""
     return [
         Finding(
             kind="growth",
             severity="error",
             message=(
-                f"Live memory grows by about {per_iter:,.0f} bytes per iteration ({judged.get('probe', 'ledger')} "
-                f"probe, iterations {window[0]}-{window[1]}) and does not level off.{top} Find what keeps each "
-                "iteration's tensors alive (see retained_graph) and drop it."
+                f"Live memory grows by about {per_iter:,.0f} bytes per iteration ({probe} probe, iterations "
+                f"{window[0]}-{window[1]}) and does not level off.{who}{where} Keep plain numbers or copies "
+                "instead of what each iteration makes, or bound the container."
             ),
-            owner=max(by_role, key=lambda r: by_role[r]) if by_role else None,
-            sites=sites,
+            owner=held.name if held is not None else None,
+            sites=(lines[:3] + born)[:6],
             bytes=int(per_iter * max(window[1] - window[0], 1)),
             evidence={
                 "bytes_per_iteration": per_iter,
-                "by_role": by_role,
-                "by_site": by_site,
+                "probe": probe,
                 "window": window,
-                "probe": judged.get("probe", "ledger"),
-                "estimate": {k: v for k, v in judged.items() if isinstance(v, (int, float, str, bool))},
+                "by_role": _role_rates(loop_samples(obs.samples), obs.roles),
+                "by_site": by_site,
+                "holder": held.to_dict() if held is not None else None,
+                "items_per_iteration": holder.items_per_iteration if holder is not None else None,
+                "chain": [h.to_dict() for h in held.chain] if held is not None else [],
             },
         )
     ]
-
-
-def _by_site(session: Session) -> list[dict[str, Any]]:
-    """Bytes per iteration by user line: tracemalloc's window when one ran, else the ledger."""
-    rows: list[dict[str, Any]] = []
-    judged = session.growth or {}
-    if judged.get("by_site"):  # the soak measured it over its own window
-        rows.extend(dict(r) for r in judged["by_site"])
-    elif session.trace_growth:
-        span = session.trace_span
-        for row in session.trace_growth[:10]:
-            rows.append({"site": row.site, "bytes_per_iteration": round(row.bytes / span, 1), "source": "tracemalloc"})
-    for row in session.ledger.sites(session.iterations):
-        if row.get("bytes_per_iteration"):
-            rows.append(
-                {"site": row["site"], "bytes_per_iteration": round(row["bytes_per_iteration"], 1), "source": "ledger"}
-            )
-    return sorted(rows, key=lambda r: -r["bytes_per_iteration"])[:15]

@@ -1,36 +1,35 @@
 """inplace_saved: a tensor saved for backward and changed in place afterwards.
 
-The watcher sees each in-place op and checks it against the saved tensors of
-the live nodes, so the bug is reported even when backward never runs; a
-backward that did run raised agcore's InplaceModifiedError, which the session
-turned into a finding of this kind too (the two are merged here).
+The adapter sees each in-place op and checks it against the saved tensors of
+live, unreleased nodes (one dictionary lookup), so the change is reported even
+when backward never runs. That alone is a warning: the gradient is wrong only
+if a backward reads it, and agcore then refuses with InplaceModifiedError,
+which engine_errors reports as an error. An optimizer step that changes
+parameters saved by graphs nobody will backward is not reported here at all:
+those graphs outliving their iteration is the bug (retained_graph).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from memcheck.findings import Finding
-
-if TYPE_CHECKING:
-    from memcheck.session import Session
+from memcheck.observations import Observations
 
 
-def detect(session: Session) -> list[Finding]:
+def detect(obs: Observations) -> list[Finding]:
     findings: dict[tuple[str, str], Finding] = {}
-    for ev in session.watcher.events.inplace:
+    for ev in obs.inplace:
         key = (ev.site, ev.saved_site)
-        if key in findings:
+        if ev.by_optimizer or key in findings:
             continue
         name = repr(ev.owner) if ev.owner else "a tensor"
         findings[key] = Finding(
             kind="inplace_saved",
-            severity="error",
+            severity="warning",
             message=(
                 f"{name} was saved for backward by {ev.saved_by} at {ev.saved_site} (version "
                 f"{ev.saved_version}) and then changed in place by {ev.op}() at {ev.site} (now version "
-                f"{ev.version}); its gradient would be computed from the new values. Use the out-of-place "
-                "op, or change a copy."
+                f"{ev.version}); a backward through that graph would compute its gradient from the new values "
+                "(agcore refuses it). Use the out-of-place op, or change a copy."
             ),
             owner=ev.owner,
             sites=[ev.site, ev.saved_site],
@@ -41,9 +40,10 @@ def detect(session: Session) -> list[Finding]:
                 "saved_version": ev.saved_version,
                 "version": ev.version,
                 "iteration": ev.iteration,
+                "nodes": ev.nodes,
             },
         )
-    for f in session.reported:
+    for f in obs.reported:
         if f.kind == "inplace_saved" and tuple(f.sites[:2]) not in findings:
-            findings[tuple(f.sites[:2])] = f  # type: ignore[index]
+            findings[(f.sites[0] if f.sites else "", f.sites[1] if len(f.sites) > 1 else "")] = f
     return list(findings.values())

@@ -1,0 +1,122 @@
+"""The agcore adapter: agcore's observer seam in, the Recorder's event contract out.
+
+Every callback runs inside the user's training step, so each does the least it
+can (a record, a weak reference, a counter) and reads only what
+``agcore.observe``'s Protocols declare. Events from other threads are not this
+session's: each callback first checks the thread (a session sees the thread
+that entered it; see docs/threads in docs/events.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from agcore.observe import ObservedNode, ObservedTensor, Observer
+from agcore.sites import user_site_pair
+from memcheck.detectors.engine_errors import caught_error
+from memcheck.recorder import Recorder
+
+_get_ident = threading.get_ident
+#: optimizer state attribute names agcore's optimizers keep per parameter
+_OPTIMIZER_ROLE = "optimizer_state"
+
+
+class AgcoreAdapter(Observer):
+    """Feeds a :class:`Recorder` from agcore's announcements, for one thread."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.thread = recorder.thread
+        self._add = recorder.ledger.add
+        self._live = recorder.ledger.live
+        self._node_made = recorder.node_made
+        self._stepped = False  # an optimizer step already ended this iteration
+
+    # -- buffers ------------------------------------------------------------------------
+    def on_alloc(self, array: Any, role: str, owner: Any) -> None:
+        if _get_ident() != self.thread:
+            return
+        if role == "activation":
+            node = owner.grad_fn
+            if node is not None:
+                self._add(array, role, owner, node.site_pair, node.graph.name)
+            else:
+                self._add(array, role, owner, user_site_pair(1), None)
+            return
+        rec = self.recorder
+        if role == "grad":
+            self._add(array, role, owner, rec.backward_site, None)
+            return
+        site = user_site_pair(1)
+        tensor = owner if hasattr(owner, "grad_fn") else None
+        self._add(array, role, tensor, site, None)
+        if tensor is not None and (role == "param" or role == "input"):
+            rec.leaf_born(tensor, site)
+
+    def on_grad(self, tensor: ObservedTensor, array: Any, first: bool) -> None:
+        if not first and _get_ident() == self.thread:
+            self.recorder.grad_written(tensor)  # backward accumulated into an existing buffer
+
+    # -- graph ----------------------------------------------------------------------------
+    def on_node(self, node: ObservedNode, output: ObservedTensor) -> None:
+        if _get_ident() != self.thread:
+            return
+        self._node_made(node, node.site_pair, node.fn.__name__, node.graph.name, output.data.nbytes, node.checks)
+        live = self._live
+        for edge in node.inputs:  # a leaf made before the watch is adopted when first used
+            data = getattr(edge, "data", None)
+            if data is not None and id(data) not in live and edge.grad_fn is None:
+                self._adopt(edge)
+
+    def _adopt(self, tensor: Any) -> None:
+        rec = self.recorder
+        role = "param" if tensor.requires_grad else "input"
+        if rec.ledger.add(tensor.data, role, tensor, "<before watch>", None):
+            rec.leaf_born(tensor, "<before watch>")
+        grad = getattr(tensor, "grad", None)
+        if grad is not None and hasattr(grad, "nbytes"):
+            rec.ledger.add(grad, "grad", tensor, "<before watch>", None)
+
+    def on_saved_released(self, node: ObservedNode, site: str) -> None:
+        if _get_ident() == self.thread:
+            self.recorder.node_released(node)
+
+    def on_backward_begin(self, root: ObservedTensor, retain_graph: bool) -> None:
+        if _get_ident() == self.thread:
+            self._stepped = False
+            self.recorder.backward_began(user_site_pair(1))
+
+    def on_backward_end(self, root: ObservedTensor) -> None:
+        if _get_ident() == self.thread:
+            self.recorder.boundary("backward")
+
+    def on_error(self, exc: BaseException) -> None:
+        if _get_ident() == self.thread:
+            self.recorder.engine_error(caught_error(exc))
+
+    def on_inplace(self, tensor: ObservedTensor, op: str, version: int, site: str) -> None:
+        if _get_ident() != self.thread:
+            return
+        rec = self.recorder
+        by_optimizer = op.endswith(".step")
+        counter = tensor._version
+        if counter is not None:
+            rec.inplace_change(counter, tensor.name, op, version, site, int(tensor.data.nbytes), by_optimizer)
+        if by_optimizer and not self._stepped:  # an optimizer's first update of this step ends the iteration
+            self._stepped = True
+            rec.boundary("step")
+
+    def on_step(self, optimizer: Any) -> None:
+        if _get_ident() != self.thread:
+            return
+        rec = self.recorder
+        if rec.steps == 0:  # state made before the watch is adopted at the first step
+            for param, bufs in list(getattr(optimizer, "state", {}).items()):
+                for buf in bufs.values() if isinstance(bufs, dict) else ():
+                    if hasattr(buf, "nbytes") and id(buf) not in rec.ledger.live:
+                        rec.ledger.add(buf, _OPTIMIZER_ROLE, param, "<before watch>", None)
+        rec.steps += 1
+        if not self._stepped:
+            rec.boundary("step")
+        self._stepped = False

@@ -1,0 +1,193 @@
+"""A deep check: look at the live heap, learn which lines run, and hand the Judge its snapshot.
+
+Cheap checks run at every iteration boundary (a sample, a counter); a deep check
+runs on a schedule (iterations 10, 20, 40, ... and when a cheap check says
+graphs outlive their iteration) because it walks the heap: retained graphs and
+their holder, containers that grow, cycles pending collection. When it finds a
+holder it arms a :class:`~memcheck.linewatch.LineWatch` for a few iterations so
+the next check can say which of the candidate lines really ran.
+"""
+
+from __future__ import annotations
+
+import gc
+import types
+from dataclasses import replace
+from typing import Any
+
+from memcheck import heapscan, holders
+from memcheck.linewatch import LineWatch, Token
+from memcheck.recorder import Recorder
+from memcheck.records import GrowingContainer, Holder, Retention
+
+#: how many boundaries a line-tracing window stays open
+LINE_WINDOW = 2
+_MAX_CONTAINERS = 3
+
+
+class Inspector:
+    """State carried between deep checks: container lengths, known lines, the open line window."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.rec = recorder
+        self.scan = heapscan.ContainerScan()
+        self.candidates: dict[str, list[str]] = {}  # holder name -> lines its code could add at
+        self.executed: dict[str, list[str]] = {}  # holder name -> lines seen adding to it
+        self.watch: LineWatch | None = None
+        self.watch_closes_at = 0
+        self._codes: list[types.CodeType] | None = None
+
+    # -- the line window ----------------------------------------------------------------
+    def tick(self) -> bool:
+        """At a boundary: close the window when its iterations are done; True when it just closed."""
+        if self.watch is None or self.rec.iteration < self.watch_closes_at:
+            return False
+        self.watch.close()
+        for name in self.watch.tokens:
+            lines = self.watch.lines(name)
+            if lines:
+                self.executed[name] = lines
+        self.watch = None
+        return True
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+    def _arm(self, tokens: dict[str, Token]) -> None:
+        if self.watch is not None or not tokens:
+            return
+        self.watch = LineWatch(tokens)
+        self.watch.open()
+        self.watch_closes_at = self.rec.iteration + LINE_WINDOW
+
+    # -- looking ----------------------------------------------------------------------
+    def look(self, containers: bool = True) -> tuple[Retention | None, tuple[GrowingContainer, ...]]:
+        """Retention and growing containers now, holders' lines filled in, a line window armed if useful."""
+        tokens: dict[str, Token] = {}
+        retention, target = heapscan.find_retention(self.rec, with_holder=False)
+        if retention is not None:
+            holder, chain = holders.holder_of(target)
+            del target
+            if holder is not None:
+                holder = self._with_lines(holder)
+                token = _token(chain, holder)
+                if token is not None and holder.name not in self.executed:
+                    tokens[holder.name] = token
+                retention = replace(retention, holder=holder)
+            del chain
+        found: list[GrowingContainer] = []
+        if containers:
+            exclude = {id(self.rec.ledger.live), id(self.rec.nodes), id(self.rec.leaves), id(self.rec.saved_by),
+                       id(self.scan._lengths), id(self.candidates), id(self.executed)}  # fmt: skip
+            grown = self.scan.scan(self.rec.iteration, exclude)
+            grown.sort(key=lambda g: -g[1])
+            for container, rate in grown[: _MAX_CONTAINERS * 3]:
+                desc = heapscan.describe_container(container, rate)
+                if desc is None or not holders.is_user_file(_root_file(desc.holder)) and desc.holder.kind == "unknown":
+                    continue
+                if _internal(desc.holder):
+                    continue
+                holder = self._with_lines(desc.holder)
+                if holder.name not in self.executed and holder.name not in tokens:
+                    tokens[holder.name] = (lambda c: lambda: len(c))(container)
+                found.append(replace(desc, holder=holder))
+                if len(found) >= _MAX_CONTAINERS:
+                    break
+            del grown
+        self._arm(tokens)
+        return retention, tuple(found)
+
+    def _with_lines(self, holder: Holder) -> Holder:
+        if holder.name not in self.candidates:
+            if self._codes is None:
+                self._codes = holders.user_codes()
+            self.candidates[holder.name] = holders.candidate_lines(holder, self._codes)
+        seen = self.executed.get(holder.name, [])
+        lines = seen or self.candidates[holder.name]  # what ran, once a line window saw it
+        return replace(holder, lines=tuple(lines), executed=bool(seen))
+
+    # -- cycles ---------------------------------------------------------------------------
+    def cycle_lines(self) -> None:
+        """Collect pending cycles once with DEBUG_SAVEALL to name the attributes that close them, then free them."""
+        flags = gc.get_debug()
+        kept = len(gc.garbage)
+        names: list[str] = []
+        try:
+            gc.set_debug(flags | gc.DEBUG_SAVEALL)
+            gc.collect()
+            names = _closing_attributes(gc.garbage[kept:])
+        finally:
+            gc.set_debug(flags)
+            del gc.garbage[kept:]
+        gc.collect()  # now for real: the recorder's gc callback counts what this frees
+        if not names:
+            return
+        if self._codes is None:
+            self._codes = holders.user_codes()
+        for name in names:
+            for line in holders.candidate_lines(Holder(name=f"?.{name}", kind="attribute", chain=()), self._codes):
+                self.rec.cycle_lines[line] += 1
+
+
+def _closing_attributes(garbage: list[Any]) -> list[str]:
+    """Attribute names through which an object in the cycle refers to a function or method (the back edge)."""
+    ids = {id(o) for o in garbage}
+    owners = {id(getattr(o, "__dict__", None)): o for o in garbage if isinstance(getattr(o, "__dict__", None), dict)}
+    out: dict[str, None] = {}
+    for d in garbage:
+        if type(d) is not dict or id(d) not in owners:
+            continue
+        for k, v in d.items():
+            if isinstance(k, str) and id(v) in ids and callable(v):
+                out.setdefault(k, None)
+    if not out:
+        for d in garbage:
+            if type(d) is dict and id(d) in owners:
+                for k, v in d.items():
+                    if isinstance(k, str) and id(v) in ids:
+                        out.setdefault(k, None)
+    return list(out)
+
+
+def _token(chain: list[Any], holder: Holder) -> Token | None:
+    """A cheap reading that changes when something is put into (or rebinds) the holder."""
+    if len(chain) < 2:
+        return None
+    for i in range(len(chain) - 1, 0, -1):  # the named hop nearest the object
+        parent, obj = chain[i - 1], chain[i]
+        if isinstance(parent, types.FrameType):
+            name = next((k for k, v in parent.f_locals.items() if v is obj), None)
+            if name is not None and holder.kind == "local":
+                frame = parent
+                return lambda: _shape(frame.f_locals.get(name))
+        if isinstance(obj, (list, dict, set)) or type(obj).__name__ == "deque":
+            container = obj
+            return lambda: len(container)
+        if isinstance(parent, dict) and holder.kind in ("global", "attribute", "class_attribute"):
+            key = next((k for k, v in parent.items() if v is obj), None)
+            if key is not None:
+                d = parent
+                return lambda: _shape(d.get(key))
+    return None
+
+
+def _shape(value: Any) -> Any:
+    try:
+        return (id(value), len(value))
+    except TypeError:
+        return (id(value), None)
+
+
+def _root_file(holder: Holder) -> str:
+    label = holder.chain[0].label if holder.chain else ""
+    return label.rsplit(" at ", 1)[-1].rsplit(":", 1)[0] if " at " in label else ""
+
+
+def _internal(holder: Holder) -> bool:
+    """A holder inside memcheck, the interpreter's own tables or a module no user wrote."""
+    root = holder.chain[0].label if holder.chain else ""
+    return root.startswith(("module memcheck", "module agcore", "module sys", "module linecache",
+                            "module typing", "module abc", "module importlib", "module rich", "module gc",
+                            "module tracemalloc")) or holder.kind == "unknown"  # fmt: skip

@@ -1,0 +1,145 @@
+"""Deep looks at the live heap, taken at scheduled checks: retained graphs and growing containers.
+
+Both walk what is alive now, so they run only at a session's deep checks (at
+growing intervals, and when a cheap check at a boundary says graphs outlive
+their iteration). They return typed records that hold no live object.
+
+- :func:`find_retention`: graph nodes alive past the iteration that made them,
+  and who holds the oldest graph (:mod:`memcheck.holders`).
+- :class:`ContainerScan`: the lists, dicts, deques and sets whose length rose
+  with the iterations between two scans: the holder of memory no tensor owns
+  (NumPy arrays kept in a list, a cache whose floor creeps up, a hook list),
+  and the same object kept many times (one gradient buffer appended each step).
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections import Counter, deque
+from typing import Any
+
+from agcore.sites import format_site
+from memcheck import holders
+from memcheck.recorder import Recorder
+from memcheck.records import GrowingContainer, Holder, Retention
+
+_CONTAINERS = (list, dict, deque, set)
+_MIN_ITEMS = 8
+
+
+def _object_bytes(node: Any) -> int:
+    """Python-side bytes of a node: the object, its ctx attributes and its edge tuple."""
+    extra = sys.getsizeof(node.__dict__) if hasattr(node, "__dict__") else 0
+    return sys.getsizeof(node) + extra + sys.getsizeof(node.inputs)
+
+
+def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention | None, Any]:
+    """Nodes born before the previous iteration that are still alive, and a representative output.
+
+    Returns the record and the representative object (the oldest graph's head output), which the
+    caller may watch and must drop.
+    """
+    cutoff = rec.iteration - 1
+    if rec.iteration < 2 or rec.retained_node_count(cutoff) == 0:
+        return None, None
+    retained = [(n, i) for n, i in rec.live_nodes() if i.birth_iter < cutoff]
+    if not retained:
+        return None, None
+    iters = {i.birth_iter for _, i in retained}
+    array_bytes = sum(r.bytes for r in rec.ledger.live_records() if r.role == "activation" and r.birth_iter < cutoff)
+    node_bytes = sum(_object_bytes(n) for n, _ in retained)
+    oldest = min(iters)
+    heads = [(n, i) for n, i in retained if i.birth_iter == oldest]
+    consumed = {id(edge) for n, _ in heads for edge in n.inputs}
+    top = [(n, i) for n, i in heads if id(n) not in consumed] or heads
+    node, info = top[-1]
+    out = node.output() if node.output is not None else None
+    target = out if out is not None else node
+    del retained, heads, top, consumed
+    holder: Holder | None = None
+    if with_holder:
+        holder, chain = holders.holder_of(target)
+        del chain
+    record = Retention(
+        nodes=sum(c for it, c in rec.nodes_by_iteration.items() if it < cutoff),
+        iterations=len(iters),
+        first_iteration=oldest,
+        bytes=array_bytes + node_bytes,
+        array_bytes=array_bytes,
+        node_bytes=node_bytes,
+        made_at=format_site(info.site_pair),
+        holder=holder,
+    )
+    return record, target
+
+
+class ContainerScan:
+    """Lengths of the heap's containers at the last scan; a new scan reports those that grew with iterations."""
+
+    def __init__(self) -> None:
+        self._lengths: dict[int, tuple[type, int]] = {}
+        self._iteration = 0
+
+    def scan(self, iteration: int, exclude: set[int]) -> list[tuple[Any, float]]:
+        """``(container, items per iteration)`` for containers that grew by at least half an item per iteration."""
+        before, then = self._lengths, self._iteration
+        now: dict[int, tuple[type, int]] = {}
+        grown: list[tuple[Any, float]] = []
+        span = iteration - then
+        for obj in gc.get_objects():
+            t = type(obj)
+            if t not in _CONTAINERS and not isinstance(obj, _CONTAINERS):
+                continue
+            n = len(obj)
+            if n < _MIN_ITEMS or id(obj) in exclude:
+                continue
+            now[id(obj)] = (t, n)
+            old = before.get(id(obj))
+            if old is not None and old[0] is t and span > 0 and n - old[1] >= max(2, span // 2):
+                grown.append((obj, (n - old[1]) / span))
+        self._lengths, self._iteration = now, iteration
+        return grown
+
+
+def describe_container(container: Any, items_per_iteration: float, budget_s: float = 1.0) -> GrowingContainer | None:
+    """Who holds a growing container, what its new items keep alive, and whether one item repeats."""
+    holder, chain = holders.holder_of(container, budget_s=budget_s)
+    del chain
+    if holder is None:
+        return None
+    holder = Holder(name=holder.name, kind=holder.kind, chain=holder.chain + (), lines=holder.lines)
+    items = _recent_items(container)
+    repeats = Counter(id(x) for x in items)
+    same_id, same = repeats.most_common(1)[0] if repeats else (0, 0)
+    same_obj = next((x for x in items if id(x) == same_id), None)
+    distinct = {id(x): x for x in items}.values()
+    per_item = sum(_kept_bytes(x) for x in distinct) / max(len(items), 1)
+    return GrowingContainer(
+        holder=holder,
+        items=len(container),
+        items_per_iteration=items_per_iteration,
+        bytes_per_iteration=per_item * items_per_iteration,
+        item_type=type(items[-1]).__name__ if items else "?",
+        same_item=same,
+        same_item_type=type(same_obj).__name__ if same_obj is not None else "",
+    )
+
+
+def _recent_items(container: Any, n: int = 64) -> list[Any]:
+    if isinstance(container, dict):
+        values = list(container.values())[-n:]
+        return values
+    if isinstance(container, (list, deque)):
+        return list(container)[-n:]
+    return list(container)[:n]
+
+
+def _kept_bytes(obj: Any) -> int:
+    data = getattr(obj, "data", None)
+    if data is not None and hasattr(data, "nbytes"):  # a tensor: its data (its graph counts elsewhere)
+        return int(data.nbytes) + sys.getsizeof(obj)
+    nbytes = getattr(obj, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes + sys.getsizeof(obj)
+    return sys.getsizeof(obj)

@@ -1,0 +1,329 @@
+"""Who keeps an object alive: the chain of referrers from a root, and the holder a user recognises.
+
+A breadth-first walk over ``gc.get_referrers`` from the object outwards stops at
+a root: a module's globals, a running frame's locals, a class. Each hop is
+labelled (a global's name, a list index, a closure variable, an attribute), and
+the holder is the named hop nearest the object: ``Trainer.curve``, ``local
+'history' of main()``, ``lru_cache of Model.embed``, ``a stored traceback``.
+The candidate lines are those whose bytecode adds to or rebinds the holder;
+:mod:`memcheck.linewatch` then tells which of them ran.
+"""
+
+from __future__ import annotations
+
+import dis
+import gc
+import sys
+import sysconfig
+import time
+import types
+from collections import deque
+from typing import Any
+
+from agcore.sites import is_internal_file
+from memcheck.records import Holder, Hop
+
+_MUTATORS = frozenset(("append", "extend", "insert", "add", "update", "setdefault", "appendleft", "extendleft",
+                       "__setitem__", "put", "put_nowait", "push", "register_forward_hook",
+                       "register_hook", "register_forward_pre_hook"))  # fmt: skip
+_NOT_USER = tuple(
+    p for p in {sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),
+                sysconfig.get_paths().get("platlib")} if p
+)  # fmt: skip
+_LRU = type(__import__("functools").lru_cache(maxsize=None)(lambda: None))
+
+
+def is_user_file(path: str) -> bool:
+    """Code a user wrote: not agcore, memcheck, the standard library, site-packages or ``<frozen ...>``."""
+    return not (path.startswith("<") or is_internal_file(path) or path.startswith(_NOT_USER))
+
+
+def _module_dicts() -> dict[int, str]:
+    return {id(vars(m)): name for name, m in list(sys.modules.items()) if m is not None and hasattr(m, "__dict__")}
+
+
+def _frame_locals(skip: set[int]) -> dict[int, types.FrameType]:
+    """``id(value) -> frame`` for every local of every running user frame (3.11 hides them from gc)."""
+    out: dict[int, types.FrameType] = {}
+    seen: set[int] = set()
+    for top in list(sys._current_frames().values()):
+        f: Any = top
+        while f is not None and id(f) not in seen:
+            seen.add(id(f))
+            if id(f) not in skip and f.f_locals is not f.f_globals and is_user_file(f.f_code.co_filename):
+                for value in f.f_locals.values():
+                    out.setdefault(id(value), f)
+            f = f.f_back
+    return out
+
+
+def find_chain(target: Any, max_depth: int = 16, budget_s: float = 2.0) -> list[Any]:
+    """Objects from a root to ``target`` (root first), or [] when none was found in budget."""
+    modules = _module_dicts()
+    own: set[int] = set()  # memcheck's and agcore's frames on the stack are not roots
+    f: Any = sys._getframe()
+    while f is not None:
+        if not is_user_file(f.f_code.co_filename):
+            own.add(id(f))
+        f = f.f_back
+    held_by_frame = _frame_locals(own)
+    parent: dict[int, Any] = {id(target): None}
+    keep: dict[int, Any] = {id(target): target}
+    depth = {id(target): 0}
+    queue = deque([target])
+    ignore = {id(parent), id(keep), id(depth), id(queue), id(held_by_frame), id(modules), id(own)}
+    deadline = time.perf_counter() + budget_s
+    while queue and time.perf_counter() < deadline:
+        obj = queue.popleft()
+        frame = held_by_frame.get(id(obj))
+        if frame is not None:
+            return _unwind([frame, obj], parent)
+        if id(obj) in modules or (isinstance(obj, type) and depth[id(obj)] > 0 and _user_class(obj)):
+            return _unwind([obj], parent)
+        if depth[id(obj)] >= max_depth:
+            continue
+        referrers = gc.get_referrers(obj)
+        ignore.add(id(referrers))
+        for r in referrers:
+            rid = id(r)
+            if rid in parent or rid in ignore or rid in own:
+                continue
+            parent[rid] = obj
+            keep[rid] = r
+            depth[rid] = depth[id(obj)] + 1
+            queue.append(r)
+        del referrers
+    return []
+
+
+def _user_class(cls: type) -> bool:
+    mod = sys.modules.get(cls.__module__)
+    path = getattr(mod, "__file__", None) or ""
+    return bool(path) and is_user_file(path)
+
+
+def _unwind(chain: list[Any], parent: dict[int, Any]) -> list[Any]:
+    while parent[id(chain[-1])] is not None:
+        chain.append(parent[id(chain[-1])])
+    return chain
+
+
+# -- labels ---------------------------------------------------------------------------
+
+
+def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[str, str, str]:
+    """``(label, holder name or "", holder kind)`` for how ``parent`` holds ``obj``."""
+    tname = type(obj).__name__
+    if parent is None:
+        if id(obj) in modules:
+            return f"module {modules[id(obj)]}", "", ""
+        if isinstance(obj, types.FrameType):
+            return f"{obj.f_code.co_name}() at {obj.f_code.co_filename}:{obj.f_lineno}", "", ""
+        if isinstance(obj, type):
+            return f"class {obj.__qualname__}", "", ""
+        return tname, "", ""
+    if isinstance(parent, types.FrameType):
+        for k, v in parent.f_locals.items():
+            if v is obj:
+                return (
+                    f"local {k!r} of {parent.f_code.co_name}() -> {tname}",
+                    f"local {k!r} of {parent.f_code.co_name}()",
+                    "local",
+                )
+        return f"frame of {parent.f_code.co_name}() -> {tname}", f"a frame of {parent.f_code.co_name}()", "frame"
+    if isinstance(parent, dict):
+        if id(parent) in modules:
+            for k, v in parent.items():
+                if v is obj:
+                    return f"global {k!r} -> {tname}", f"global {k!r} in {modules[id(parent)]}", "global"
+        if isinstance(grand, type) and getattr(grand, "__dict__", None) is not None:
+            for k, v in parent.items():
+                if v is obj:
+                    return f".{k} -> {tname}", f"{grand.__qualname__}.{k}", "class_attribute"
+        if grand is not None and getattr(grand, "__dict__", None) is parent:
+            for k, v in parent.items():
+                if v is obj:
+                    return f".{k} -> {tname}", f"{type(grand).__qualname__}.{k}", "attribute"
+        for k, v in parent.items():
+            if v is obj:
+                return f"[{_short(k)}] -> {tname}", "", "dict_entry"
+            if k is obj:
+                return f"key {_short(k)} -> {tname}", "", "dict_entry"
+        return f"value in dict -> {tname}", "", "dict_entry"
+    if isinstance(parent, (list, tuple, deque)):
+        for j, v in enumerate(parent):
+            if v is obj:
+                return f"[{j}] -> {tname}", "", "item"
+        return f"item -> {tname}", "", "item"
+    if isinstance(parent, types.CellType):
+        return f"cell -> {tname}", "", "cell"
+    if isinstance(parent, types.FunctionType) and parent.__closure__ and isinstance(obj, tuple):
+        return "closure", "", "cell"
+    if isinstance(parent, tuple) and isinstance(grand, types.FunctionType):
+        return "cell", "", "cell"
+    if isinstance(parent, _LRU):
+        fn = getattr(parent, "__wrapped__", None)
+        name = getattr(fn, "__qualname__", "a function")
+        return f"lru_cache of {name}() -> {tname}", f"lru_cache of {name}()", "lru_cache"
+    if isinstance(parent, BaseException):
+        return f"{type(parent).__name__}.__traceback__ -> {tname}", f"a stored {type(parent).__name__}", "exception"
+    if isinstance(parent, types.TracebackType):
+        return f"traceback -> {tname}", "a stored traceback", "exception"
+    for name in _slot_names(parent):
+        if getattr(parent, name, None) is obj:
+            return f".{name} -> {tname}", f"{type(parent).__qualname__}.{name}", "attribute"
+    if getattr(parent, "__dict__", None) is obj:
+        return "attributes", "", "attributes"
+    return f"{type(parent).__name__} -> {tname}", "", ""
+
+
+def _short(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _slot_names(obj: Any) -> list[str]:
+    names: list[str] = []
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else list(slots))
+    return names
+
+
+def _closure_name(fn: types.FunctionType, cell: Any) -> str | None:
+    for n, c in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        if c is cell:
+            return n
+    return None
+
+
+def describe(chain: list[Any]) -> Holder | None:
+    """The holder of ``chain[-1]``: the named hop nearest it, with the hops from the root."""
+    if len(chain) < 2:
+        return None
+    modules = _module_dicts()
+    hops: list[Hop] = []
+    named: list[tuple[int, str, str, Any]] = []  # (index, name, kind, the object holding the held object)
+    for i, obj in enumerate(chain):
+        prev = chain[i - 1] if i else None
+        grand = chain[i - 2] if i >= 2 else None
+        label, name, kind = _hop(prev, obj, grand, modules)
+        if isinstance(obj, types.CellType) and isinstance(grand, types.FunctionType):
+            var = _closure_name(grand, obj)
+            if var:
+                label = f"closure variable {var!r} of {grand.__qualname__}()"
+                name, kind = f"closure variable {var!r} of {grand.__qualname__}()", "closure"
+        if i and isinstance(prev, types.CellType) and isinstance(grand, tuple) and i >= 3:
+            fn = chain[i - 3]
+            if isinstance(fn, types.FunctionType):
+                var = _closure_name(fn, prev)
+                if var:
+                    name, kind = f"closure variable {var!r} of {fn.__qualname__}()", "closure"
+        hops.append(Hop(label=label, type=type(obj).__name__))
+        if name:
+            named.append((i, name, kind, prev))
+    if not named:
+        return Holder(name=hops[0].label, kind="unknown", chain=tuple(hops))
+    # the named hop nearest the object, except that a traceback or lru_cache on the way names it best
+    special = [n for n in named if n[2] in ("exception", "lru_cache")]
+    _, name, kind, _ = special[-1] if special else named[-1]
+    return Holder(name=name, kind=kind, chain=tuple(hops))
+
+
+def holder_of(target: Any, budget_s: float = 2.0) -> tuple[Holder | None, list[Any]]:
+    """The holder of ``target`` and the raw chain (the caller drops it as soon as it is done)."""
+    chain = find_chain(target, budget_s=budget_s)
+    return (describe(chain) if chain else None), chain
+
+
+# -- candidate lines ---------------------------------------------------------------------
+
+_LOADS = ("LOAD_FAST", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME", "LOAD_CLOSURE", "LOAD_CLASSDEREF")
+_STORES = ("STORE_FAST", "STORE_GLOBAL", "STORE_DEREF", "STORE_NAME")
+
+
+def variable_of(holder: Holder) -> tuple[str, str] | None:
+    """``(kind, name)`` of what the code touches: ("name", "history") or ("attr", "curve") or ("call", "f")."""
+    text = holder.name
+    if holder.kind in ("local", "global", "closure"):
+        return "name", text.split("'")[1]
+    if holder.kind in ("attribute", "class_attribute"):
+        return "attr", text.rsplit(".", 1)[-1]
+    if holder.kind == "lru_cache":
+        return "call", text.split("of ", 1)[-1].rstrip("()").rsplit(".", 1)[-1]
+    return None
+
+
+def user_codes() -> list[types.CodeType]:
+    """Every code object of every user module (functions, methods, nested code)."""
+    out: list[types.CodeType] = []
+    seen: set[int] = set()
+    todo: list[Any] = []
+    for m in list(sys.modules.values()):
+        path = getattr(m, "__file__", None)
+        if not path or not is_user_file(path):
+            continue
+        for v in list(vars(m).values()):
+            todo.append(v)
+            if isinstance(v, type) and v.__module__ == m.__name__:
+                todo.extend(vars(v).values())
+    f: Any = sys._getframe()
+    while f is not None:
+        if is_user_file(f.f_code.co_filename):
+            todo.append(f.f_code)
+        f = f.f_back
+    while todo:
+        v = todo.pop()
+        v = getattr(v, "__func__", v)
+        v = getattr(v, "__wrapped__", v)
+        code = v if isinstance(v, types.CodeType) else getattr(v, "__code__", None)
+        if not isinstance(code, types.CodeType) or id(code) in seen or not is_user_file(code.co_filename):
+            continue
+        seen.add(id(code))
+        out.append(code)
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return out
+
+
+def candidate_lines(holder: Holder, codes: list[types.CodeType] | None = None) -> list[str]:
+    """``path:line`` of each place user code adds to, stores into or rebinds the holder (calls, for a cache)."""
+    what = variable_of(holder)
+    if what is None:
+        return []
+    kind, name = what
+    found: dict[str, None] = {}
+    for code in codes if codes is not None else user_codes():
+        instrs = list(dis.get_instructions(code))
+        line = code.co_firstlineno
+        for j, ins in enumerate(instrs):
+            if ins.positions is not None and ins.positions.lineno is not None:
+                line = ins.positions.lineno
+            if _touches(instrs, j, kind, name):
+                found.setdefault(f"{code.co_filename}:{line}", None)
+    return list(found)
+
+
+def _is_ref(ins: Any, kind: str, name: str) -> bool:
+    if kind == "name":
+        return ins.opname in _LOADS and ins.argval == name
+    if kind == "attr":
+        return ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and ins.argval == name
+    return False
+
+
+def _touches(instrs: list[Any], j: int, kind: str, name: str) -> bool:
+    ins = instrs[j]
+    if kind == "call":
+        return ins.opname in ("LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF") and \
+            ins.argval == name  # fmt: skip
+    if _is_ref(ins, kind, name) and j + 1 < len(instrs):
+        nxt = instrs[j + 1]
+        if nxt.opname in ("LOAD_ATTR", "LOAD_METHOD") and nxt.argval in _MUTATORS:
+            return True
+    if ins.opname == "STORE_SUBSCR" and j >= 2 and _is_ref(instrs[j - 2], kind, name):
+        return True
+    if kind == "name" and ins.opname in _STORES and ins.argval == name and j >= 1:
+        return True
+    if kind == "attr" and ins.opname == "STORE_ATTR" and ins.argval == name:
+        return True
+    return False

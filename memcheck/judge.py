@@ -1,0 +1,55 @@
+"""The Judge: every detector over one snapshot, and the merge of a session's checks.
+
+Pure: :func:`judge` reads an :class:`Observations` and returns findings;
+:func:`merge` combines what earlier checks found with a new check's findings
+into a new table (copying, never changing either), so calling ``check()``
+three times gives the findings of calling it once.
+"""
+
+from __future__ import annotations
+
+from memcheck.detectors import DETECTORS
+from memcheck.findings import Finding, severity_rank
+from memcheck.observations import Observations
+
+FindingKey = tuple[str, str | None, str]
+
+
+def judge(obs: Observations) -> list[Finding]:
+    """Every detector's findings on ``obs``, most severe first."""
+    found: list[Finding] = []
+    for detect in DETECTORS:
+        found.extend(detect(obs))
+    return ordered(found)
+
+
+#: kinds a session has at most one of: a later check's finding replaces the earlier one
+_ONE_PER_SESSION = ("retained_graph", "growth")
+
+
+def key(f: Finding) -> FindingKey:
+    """A problem's identity across checks: its kind, its owner, its first site."""
+    if f.kind in _ONE_PER_SESSION:
+        return (f.kind, None, "")
+    return (f.kind, f.owner, f.sites[0] if f.sites else "")
+
+
+def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKey, Finding]:
+    """Earlier findings plus ``new``; a finding seen again is replaced by its fresher numbers.
+
+    A problem found earlier stays reported even when the objects behind it died since
+    (teardown never cancels what the loop showed), and a later check that could no
+    longer name the holder does not erase the name an earlier one found.
+    """
+    out = dict(seen)
+    for f in new:
+        k = key(f)
+        old = out.get(k)
+        if old is not None and old.owner and not f.owner:
+            continue
+        out[k] = f
+    return out
+
+
+def ordered(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: -severity_rank(f.severity))

@@ -1,0 +1,346 @@
+"""The Recorder: takes in what happens while code runs and keeps it, bounded.
+
+Its input is the engine-neutral event contract (docs/events.md): a buffer born
+(it dies when its weak reference says so), a node made or released, an in-place
+change, a backward begun or ended, an engine error, an iteration boundary. An
+engine adapter (``memcheck.adapters.agcore``, ``memcheck.foreign``) turns its
+engine's notifications into these calls. The Recorder keeps the ledger, the
+node table, the leaves, the events and the probe samples; it never judges.
+:func:`memcheck.observations.observe` turns what it holds into a frozen
+snapshot for the Judge.
+
+Everything it keeps is bounded whatever the run's length: live things are kept
+while alive (weakly), past events in fixed-size deques and counters.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from agcore.sites import format_site
+from memcheck import probes
+from memcheck.findings import Finding
+from memcheck.ledger import BufferRecord, Ledger
+from memcheck.records import CaughtError, InplaceEvent, Sample
+from memcheck.samples import SampleStore
+from memcheck.tracewindow import SiteGrowth, TraceWindow
+
+_new_ref = weakref.ref
+#: boundary sources, strongest first: a user's own marks win over the engine's
+BOUNDARY_SOURCES = ("user", "step", "backward")
+BOUNDARY_POLICIES = ("auto", "user", "step", "backward")
+_MAX_EVENTS = 256
+
+
+class NodeInfo:
+    """What the Recorder remembers of a live graph node (kept as a tuple in the table)."""
+
+    __slots__ = ("birth_iter", "site_pair", "op", "graph", "out_bytes", "released")
+
+    def __init__(self, birth_iter: int, site_pair: tuple[str, int], op: str, graph: str | None,
+                 out_bytes: int, released: bool) -> None:  # fmt: skip
+        self.birth_iter = birth_iter
+        self.site_pair = site_pair
+        self.op = op
+        self.graph = graph
+        self.out_bytes = out_bytes
+        self.released = released
+
+
+class Recorder:
+    """Ledger, graph nodes, leaves, events and samples of one session, fed on one thread."""
+
+    def __init__(self, boundaries: str = "auto", sample_capacity: int = 4096) -> None:
+        if boundaries not in BOUNDARY_POLICIES:
+            raise ValueError(f"boundaries={boundaries!r}: use one of {', '.join(BOUNDARY_POLICIES)}")
+        self.boundaries = boundaries
+        self.thread = threading.get_ident()
+        self.ledger = Ledger()
+        self.iteration = 0
+        # weakref(node) -> (birth_iter, site_pair, op name, graph name, output bytes, released, counter ids)
+        self.nodes: dict[Any, tuple] = {}
+        self.nodes_by_iteration: Counter[int] = Counter()  # live nodes per birth iteration
+        self._unreleased = 0
+        # id(version counter) -> {weakref(node): version when saved}: who saved what, for in-place checks
+        self.saved_by: dict[int, dict[Any, int]] = {}
+        # weakref(leaf tensor) -> [birth site, order, gradient writes by backward]
+        self.leaves: dict[Any, list[Any]] = {}
+        self._leaf_order = 0
+        self.inplace: deque[InplaceEvent] = deque(maxlen=_MAX_EVENTS)
+        self.errors: deque[CaughtError] = deque(maxlen=_MAX_EVENTS)
+        self.reported: list[Finding] = []  # from foreign adapters
+        self.backward_calls = 0
+        self.steps = 0
+        self.backward_site: Any = "<unknown>"
+        # buffers the cyclic collector freed, summarised
+        self.cycle_buffers = 0
+        self.cycle_bytes = 0
+        self.cycle_owners: Counter[str] = Counter()
+        self.cycle_sites: Counter[str] = Counter()
+        self.cycle_collections = 0
+        self.cycle_lines: Counter[str] = Counter()
+        self._in_gc = False
+        self._gc_freed_this_pass = 0
+        # samples and probes
+        self.samples = SampleStore(sample_capacity)
+        self.window = TraceWindow()
+        self.trace_growth: list[SiteGrowth] = []
+        self.trace_span = 1
+        self._rss = probes.RssProbe()
+        self._gpu = probes.CupyProbe()
+        self.t0 = time.perf_counter()
+        self._engine_source: str | None = None
+        self.on_boundary: Callable[[str], None] | None = None  # the session's schedule
+        self._node_died_cb = self._node_died
+        self._leaf_died_cb = self._leaf_died
+
+    # -- lifetime ------------------------------------------------------------------
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        gc.callbacks.append(self._gc_phase)
+        self._gpu.__enter__()
+
+    def stop(self) -> None:
+        if self._gc_phase in gc.callbacks:
+            gc.callbacks.remove(self._gc_phase)
+        self._in_gc = False
+        self.ledger.on_death = None
+        self._gpu.__exit__(None, None, None)
+        self._rss.close()
+
+    def _gc_phase(self, phase: str, info: dict) -> None:
+        # deaths are only looked at while the cyclic collector runs: outside it nothing is called per death
+        if phase == "start":
+            self._in_gc = True
+            self._gc_freed_this_pass = 0
+            self.ledger.on_death = self._freed_by_gc
+        else:
+            self._in_gc = False
+            self.ledger.on_death = None
+            if self._gc_freed_this_pass:
+                self.cycle_collections += 1
+
+    def _freed_by_gc(self, rec: BufferRecord) -> None:
+        # freed by the cyclic collector, not by reference counting: it sat in a cycle
+        self._gc_freed_this_pass += 1
+        self.cycle_buffers += 1
+        self.cycle_bytes += rec.bytes
+        if len(self.cycle_owners) < 64 or rec.owner_name() in self.cycle_owners:
+            self.cycle_owners[rec.owner_name() or f"<unnamed {rec.role}>"] += 1
+        if len(self.cycle_sites) < 64 or rec.site in self.cycle_sites:
+            self.cycle_sites[rec.site] += 1
+
+    # -- events: buffers and leaves ----------------------------------------------------
+    def buffer_born(self, array: Any, role: str, tensor: Any, site: Any, graph: str | None) -> bool:
+        return self.ledger.add(array, role, tensor, site, graph)
+
+    def leaf_born(self, tensor: Any, site: Any) -> None:
+        self._leaf_order += 1  # monotonic: which of two wraps of one storage came later
+        self.leaves[_new_ref(tensor, self._leaf_died_cb)] = [site, self._leaf_order, 0]
+
+    def _leaf_died(self, ref: Any) -> None:
+        self.leaves.pop(ref, None)
+
+    def grad_written(self, tensor: Any) -> None:
+        entry = self.leaves.get(_new_ref(tensor))
+        if entry is not None:
+            entry[2] += 1
+
+    def grad_writes(self, tensor: Any) -> int:
+        """How often backward wrote into ``tensor.grad`` during the watch; 0 when never."""
+        entry = self.leaves.get(_new_ref(tensor))
+        count = entry[2] if entry is not None else 0
+        grad = tensor.grad
+        if grad is not None and self.ledger.role_of(grad) == "grad":
+            count += 1
+        return count
+
+    def live_leaves(self) -> list[tuple[Any, str, int]]:
+        """``(tensor, birth site, order)`` for every leaf tensor still alive."""
+        out = []
+        for ref, entry in list(self.leaves.items()):
+            t = ref()
+            if t is not None:
+                site = entry[0]
+                if type(site) is not str:
+                    site = entry[0] = format_site(site)
+                out.append((t, site, entry[1]))
+        return out
+
+    # -- events: graph nodes -----------------------------------------------------------
+    def node_made(self, node: Any, birth_site: tuple[str, int], op: str, graph: str | None, out_bytes: int,
+                  checks: tuple) -> None:  # fmt: skip
+        ref = _new_ref(node, self._node_died_cb)
+        it = self.iteration
+        counters = ()
+        if checks:
+            counters = tuple(id(c[1]) for c in checks)
+            saved_by = self.saved_by
+            for c in checks:
+                entry = saved_by.get(id(c[1]))
+                if entry is None:
+                    saved_by[id(c[1])] = {ref: c[2]}
+                else:
+                    entry[ref] = c[2]
+        self.nodes[ref] = (it, birth_site, op, graph, out_bytes, False, counters)
+        self.nodes_by_iteration[it] += 1
+        self._unreleased += 1
+
+    def node_released(self, node: Any) -> None:
+        ref = _new_ref(node)
+        info = self.nodes.get(ref)
+        if info is not None and not info[5]:
+            self.nodes[ref] = info[:5] + (True, ())
+            self._unreleased -= 1
+            self._forget_saves(ref, info[6])
+
+    def _node_died(self, ref: Any) -> None:
+        info = self.nodes.pop(ref, None)
+        if info is None:
+            return
+        counts = self.nodes_by_iteration
+        counts[info[0]] -= 1
+        if counts[info[0]] <= 0:
+            del counts[info[0]]
+        if not info[5]:
+            self._unreleased -= 1
+            self._forget_saves(ref, info[6])
+
+    def _forget_saves(self, ref: Any, counters: tuple) -> None:
+        saved_by = self.saved_by
+        for cid in counters:
+            entry = saved_by.get(cid)
+            if entry is not None:
+                entry.pop(ref, None)
+                if not entry:
+                    del saved_by[cid]
+
+    def live_nodes(self) -> list[tuple[Any, NodeInfo]]:
+        out = []
+        for ref, info in list(self.nodes.items()):
+            node = ref()
+            if node is not None:
+                out.append((node, NodeInfo(*info[:6])))
+        return out
+
+    def retained_node_count(self, cutoff: int) -> int:
+        """Live nodes born before iteration ``cutoff``: O(distinct live birth iterations)."""
+        return sum(c for it, c in self.nodes_by_iteration.items() if it < cutoff)
+
+    # -- events: in-place changes, backward, errors ---------------------------------------
+    def inplace_change(self, counter: Any, owner: str | None, op: str, version: int, site: str, nbytes: int,
+                       by_optimizer: bool) -> None:  # fmt: skip
+        """A storage changed in place: one event when live, unreleased nodes had saved it (O(1))."""
+        if self._unreleased <= 0:
+            return
+        entry = self.saved_by.get(id(counter))
+        if not entry:
+            return
+        ref, saved_version = next(iter(entry.items()))
+        node = ref()
+        if node is None or saved_version == version:
+            return
+        self.inplace.append(
+            InplaceEvent(
+                owner=owner, op=op, site=site, saved_by=node.name, saved_site=node.site,
+                saved_version=saved_version, version=version, bytes=nbytes, iteration=self.iteration,
+                nodes=len(entry), by_optimizer=by_optimizer,
+            )
+        )  # fmt: skip
+
+    def backward_began(self, site: Any) -> None:
+        self.backward_calls += 1
+        self.backward_site = site
+
+    def engine_error(self, error: CaughtError) -> None:
+        self.errors.append(error)
+
+    def report(self, finding: Finding) -> None:
+        """A finding an adapter made at the point of use (a foreign engine's dangling edge, say)."""
+        self.reported.append(finding)
+
+    # -- iteration boundaries -----------------------------------------------------------
+    def boundary(self, source: str) -> bool:
+        """An iteration may have ended (``source``: user, step or backward); True when it counted.
+
+        Under the ``auto`` policy a user's own marks win; without them each optimizer
+        step ends an iteration, and without an optimizer each root backward does.
+        """
+        policy = self.boundaries
+        if source == "user":
+            if policy not in ("auto", "user"):
+                return False
+            self._engine_source = "user"
+        elif policy == "auto":
+            current = self._engine_source
+            if current == "user":
+                return False
+            if source == "step":
+                self._engine_source = "step"
+                if current == "backward":  # the backward before this first step already ended the iteration
+                    return False
+            elif current == "step":
+                return False
+            else:
+                self._engine_source = "backward"
+        elif policy != source:
+            return False
+        self.iteration += 1
+        self.ledger.iteration = self.iteration
+        if self.on_boundary is not None:
+            self.on_boundary(source)
+        return True
+
+    # -- probes -------------------------------------------------------------------------
+    def sample(self, phase: str = "loop", numpy_bytes: bool = False) -> Sample:
+        """Read every probe now and keep the sample (the store is preallocated: reading moves no probe)."""
+        now = time.perf_counter()
+        gc_counts, gc_collections = probes.gc_counts()
+        gpu_used, gpu_total = self._gpu.read()
+        by_role = dict(self.ledger.live_bytes_by_role)
+        s = Sample(
+            iteration=self.iteration,
+            t=round(now - self.t0, 6),
+            rss_bytes=self._rss.read(),
+            heap_bytes=probes.heap_bytes(),
+            py_blocks=probes.py_blocks(),
+            numpy_bytes=probes.numpy_domain_bytes() if numpy_bytes else None,
+            numpy_peak_bytes=probes.traced_peak_bytes(),
+            ledger_bytes=by_role,
+            ledger_total_bytes=sum(by_role.values()),
+            live_tensors=len(self.ledger.live),
+            live_nodes=len(self.nodes),
+            gc_counts=gc_counts,
+            gc_collections=gc_collections,
+            gpu_used_bytes=gpu_used,
+            gpu_total_bytes=gpu_total,
+            memcheck_bytes=self.own_bytes(),
+            phase=phase,
+        )
+        self.samples.append(s)
+        return s
+
+    def own_bytes(self) -> int:
+        """An estimate of memcheck's own memory for what it watches: records, node and leaf tables."""
+        return (
+            256 * len(self.ledger.live)
+            + 200 * len(self.nodes)
+            + 150 * len(self.leaves)
+            + self.samples.capacity * 8 * 26
+        )
+
+    # -- tracemalloc windows ------------------------------------------------------------
+    def open_trace_window(self) -> None:
+        self.window.open(self.iteration)
+
+    def close_trace_window(self, keep_tracing: bool = False) -> list[SiteGrowth]:
+        self.trace_span = max(self.iteration - (self.window.opened_at_iteration or 0), 1)
+        rows = self.window.close(keep_tracing=keep_tracing)
+        self.trace_growth = rows
+        return rows

@@ -1,0 +1,101 @@
+"""A bounded store of probe samples, preallocated so that keeping them moves no probe.
+
+A session may sample for an hour; a list of dicts would grow with the run and,
+worse, show in the very counters it records (Python's allocated blocks, the C
+heap). So samples live in one NumPy array allocated up front. When it fills,
+the older three quarters are halved: each pair of rows keeps one, alternately
+the higher and the lower of the main memory signal, so a series keeps its
+trend and its envelope (minima and maxima) while the newest quarter stays at
+full resolution. Full resolution of a soak lives in its JSONL stream.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from memcheck.records import Sample
+
+ROLES = ("param", "input", "activation", "grad", "optimizer_state")
+_SCALARS = (
+    "iteration", "t", "rss_bytes", "heap_bytes", "py_blocks", "numpy_bytes", "numpy_peak_bytes",
+    "ledger_total_bytes", "live_tensors", "live_nodes", "gc_collections", "gpu_used_bytes",
+    "gpu_total_bytes", "memcheck_bytes",
+)  # fmt: skip
+_COLUMNS = _SCALARS + tuple(f"role:{r}" for r in ROLES) + ("gc0", "gc1", "gc2", "teardown")
+_COL = {name: i for i, name in enumerate(_COLUMNS)}
+_INTS = {"iteration", "live_tensors", "live_nodes", "gc_collections", "ledger_total_bytes"}
+
+
+class SampleStore:
+    """Append samples; read them back as :class:`Sample` records, oldest first."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        if capacity < 16:
+            raise ValueError(f"capacity={capacity}: keep at least 16 samples")
+        self.capacity = capacity
+        self._rows = np.full((capacity, len(_COLUMNS)), np.nan)
+        self._n = 0
+        self.total = 0  # samples ever added (the store keeps at most ``capacity``)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, s: Sample) -> None:
+        if self._n == self.capacity:
+            self._decimate()
+        row = self._rows[self._n]
+        row.fill(np.nan)
+        for name in _SCALARS:
+            value = getattr(s, name)
+            if value is not None:
+                row[_COL[name]] = value
+        for role, value in s.ledger_bytes.items():
+            col = _COL.get("role:" + role)
+            if col is not None:
+                row[col] = value
+        row[_COL["gc0"] : _COL["gc2"] + 1] = s.gc_counts[:3]
+        row[_COL["teardown"]] = 1.0 if s.phase == "teardown" else 0.0
+        self._n += 1
+        self.total += 1
+
+    def _decimate(self) -> None:
+        old = (self.capacity * 3 // 4) // 2 * 2
+        key = self._rows[:old, _COL["heap_bytes"]]
+        if np.isnan(key).any():
+            key = self._rows[:old, _COL["ledger_total_bytes"]]
+        pairs = key.reshape(-1, 2)
+        higher = pairs[:, 1] > pairs[:, 0]
+        want_high = np.arange(len(pairs)) % 2 == 1
+        pick = np.where(higher == want_high, 1, 0) + 2 * np.arange(len(pairs))
+        pick[0] = 0  # the first sample stays: where the run started
+        kept = self._rows[pick].copy()
+        rest = self._rows[old : self._n].copy()
+        self._rows[: len(kept)] = kept
+        self._rows[len(kept) : len(kept) + len(rest)] = rest
+        self._n = len(kept) + len(rest)
+
+    def column(self, name: str) -> np.ndarray:
+        """One field over the kept samples (NaN where a probe had no value); ``role:<role>`` for ledger bytes."""
+        return self._rows[: self._n, _COL[name]].copy()
+
+    def last(self) -> Sample | None:
+        return self._sample(self._n - 1) if self._n else None
+
+    def to_list(self) -> list[Sample]:
+        return [self._sample(i) for i in range(self._n)]
+
+    def _sample(self, i: int) -> Sample:
+        row = self._rows[i]
+        values: dict = {}
+        for name in _SCALARS:
+            v = row[_COL[name]]
+            if math.isnan(v):
+                values[name] = 0 if name in _INTS else None
+            else:
+                values[name] = float(v) if name == "t" else int(v)
+        roles = {r: int(row[_COL["role:" + r]]) for r in ROLES if not math.isnan(row[_COL["role:" + r]])}
+        gc_counts = [int(v) for v in row[_COL["gc0"] : _COL["gc2"] + 1]]
+        phase = "teardown" if row[_COL["teardown"]] == 1.0 else "loop"
+        return Sample(ledger_bytes=roles, gc_counts=gc_counts, phase=phase, **values)
