@@ -59,7 +59,7 @@ def compile_script(path: str) -> tuple[Path, CodeType]:
     script = check_script(path)
     try:
         source = script.read_bytes()
-        return script, compile(source, str(script), "exec", dont_inherit=True)
+        return script, compile(source, os.path.abspath(script), "exec", dont_inherit=True)  # as python does
     except SyntaxError as exc:
         where = f"{exc.filename or path}:{exc.lineno}" + (f":{exc.offset}" if exc.offset else "")
         raise BadInput(f"{where}: {exc.msg}; the script was not run") from None
@@ -138,7 +138,7 @@ def exec_script(script: Path, code: CodeType, args: list[str]) -> dict[str, Any]
     module = types.ModuleType("__main__")
     namespace = module.__dict__
     namespace.update(
-        __file__=str(script),
+        __file__=os.path.abspath(script),
         __cached__=None,
         __package__=None,
         __spec__=None,
