@@ -57,7 +57,7 @@ def xp_of(array: Any) -> Any:
 
 
 def device_of(array: Any) -> str:
-    """"cpu" for NumPy arrays, "cuda" for CuPy arrays."""
+    """ "cpu" for NumPy arrays, "cuda" for CuPy arrays."""
     return "cpu" if xp_of(array) is numpy else "cuda"
 
 
@@ -111,3 +111,18 @@ def base_array(array: Any) -> Any:
     while getattr(array, "base", None) is not None and is_array(array.base):
         array = array.base
     return array
+
+
+_DTYPE_ALIASES = {"float": "float32", "double": "float64", "long": "int64", "int": "int32", "half": "float16"}
+
+
+def dtype_of(dtype: Any) -> Any:
+    """A NumPy dtype from a dtype, a type (``agcore.float32``) or a name (``"float32"``, ``"long"``)."""
+    if isinstance(dtype, str):
+        dtype = _DTYPE_ALIASES.get(dtype, dtype)
+    return numpy.dtype(dtype)
+
+
+def numpy_module() -> Any:
+    """NumPy itself (for host-side helpers that must not import it directly)."""
+    return numpy

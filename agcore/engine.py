@@ -102,6 +102,9 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
         fn = node.fn
         inputs = node.inputs
         g = pop_grad(node, None)
+        if g is not None and node.hooks is not None:
+            g = run_hooks(node.hooks, g)
+            foreign.add(id(g))
         if g is None:  # nothing flowed here (every consumer returned None for it)
             result: tuple = (None,) * len(inputs)
         else:
@@ -148,6 +151,15 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
     return leaf_grads
 
 
+def run_hooks(hooks: list, g: Any) -> Any:
+    """Call each ``register_hook`` hook with the gradient (as a Tensor); a returned tensor replaces it."""
+    for hook in list(hooks):
+        out = hook(Tensor._make(g, None, False))
+        if out is not None:
+            g = out.data if isinstance(out, Tensor) else out
+    return g
+
+
 def _write_leaf_grads(leaf_grads: dict[Tensor, list], foreign: set[int]) -> None:
     """Adopt (first write) or accumulate in place (later writes) each leaf's summed gradient.
 
@@ -158,6 +170,9 @@ def _write_leaf_grads(leaf_grads: dict[Tensor, list], foreign: set[int]) -> None
     adopted: set[int] = set()  # ids of buffers already adopted (all alive: each is some leaf's .grad)
     for leaf, (g, fresh) in leaf_grads.items():
         data = leaf.data
+        hooks = getattr(leaf, "_hooks", None)
+        if hooks:
+            g, fresh = run_hooks(hooks, g), False
         if type(g) is not _ndarray and isinstance(g, numpy.generic):  # a full reduction of a 0-d gradient
             g, fresh = numpy.asarray(g), True
         if g.shape != data.shape:

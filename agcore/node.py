@@ -41,6 +41,10 @@ class Node:
     (no per-node ``__dict__``); custom Functions may set any attribute.
     """
 
+    #: gradient hooks of the tensor this node made (``register_hook``, ``retain_grad``): a class
+    #: default, so a node without hooks carries nothing and backward reads one attribute
+    hooks: list | None = None
+
     __slots__ = (
         "fn",
         "inputs",

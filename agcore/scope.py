@@ -11,6 +11,7 @@ module-level mutable state.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 from collections.abc import Iterator
@@ -86,28 +87,62 @@ def graph(name: str | None = None) -> Iterator[Graph]:
 
 
 class no_grad:
-    """Context manager (and decorator) under which ops record no graph."""
+    """Context manager and decorator (``@no_grad()`` or bare ``@no_grad``) under which ops record no graph.
+
+    Grad mode is process-wide (one flag in the default scope), not per thread.
+    """
+
+    def __init__(self, func: Any = None) -> None:
+        self._func = func
+        if func is not None:
+            functools.update_wrapper(self, func)
 
     def __enter__(self) -> None:
         self._prev = DEFAULT.grad_enabled
-        DEFAULT.grad_enabled = False
+        DEFAULT.grad_enabled = self._mode()
+
+    def _mode(self) -> bool:
+        return False
 
     def __exit__(self, *exc: object) -> None:
         DEFAULT.grad_enabled = self._prev
 
-    def __call__(self, fn: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with no_grad():
-                return fn(*args, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._func is not None:  # used bare: @no_grad
+            with type(self)():
+                return self._func(*args, **kwargs)
+        (fn,) = args
+        mode = type(self)
 
-        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(fn, "__doc__", None)
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            with mode():
+                return fn(*a, **kw)
+
         return wrapper
 
 
 class enable_grad(no_grad):
-    """Context manager that turns graph recording back on inside ``no_grad``."""
+    """Context manager (and decorator) that turns graph recording back on inside ``no_grad``."""
+
+    def _mode(self) -> bool:
+        return True
+
+
+class set_grad_enabled(no_grad):
+    """``set_grad_enabled(False)``: as a context manager, or called alone to set the mode."""
+
+    def __init__(self, mode: bool) -> None:
+        self._func = None
+        self._enabled = bool(mode)
+        self._prev = DEFAULT.grad_enabled
+        DEFAULT.grad_enabled = self._enabled  # takes effect at once, as torch's does
 
     def __enter__(self) -> None:
-        self._prev = DEFAULT.grad_enabled
-        DEFAULT.grad_enabled = True
+        DEFAULT.grad_enabled = self._enabled
+
+    def _mode(self) -> bool:
+        return self._enabled
+
+
+inference_mode = no_grad

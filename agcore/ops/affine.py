@@ -1,4 +1,8 @@
-"""``x @ weight + bias`` (and its ReLU) as fused primitives: fewer nodes, fewer buffers.
+"""``x @ weight.T + bias`` (and its ReLU) as fused primitives: fewer nodes, fewer buffers.
+
+The weight is (out_features, in_features), PyTorch's layout, so a model's
+``state_dict`` and weight tying (``lm_head.weight = wte.weight``) carry over
+unchanged. ``x @ w.T`` is a transposed view: BLAS reads it without a copy.
 
 The affine layer is the most common op of a training step. Fusing it halves the
 per-op bookkeeping of an MLP (one node instead of matmul + add, or three with the
@@ -15,32 +19,43 @@ from agcore.function import Function
 from agcore.tensor import Tensor
 
 
-def _affine(ctx: Any, x: Any, w: Any, b: Any) -> Any:
-    """``x @ w + b`` as a fresh array (the bias added in place into the matmul result)."""
+def _affine(x: Any, w: Any, b: Any) -> Any:
+    """``x @ w.T + b`` as a fresh array (the bias added in place into the matmul result)."""
     xd = x.data if isinstance(x, Tensor) else x
     wd = w.data if isinstance(w, Tensor) else w
-    if wd.ndim != 2 or xd.ndim < 1 or xd.shape[-1] != wd.shape[0]:
-        raise ValueError(f"linear: x {tuple(xd.shape)} and weight {tuple(wd.shape)} do not fit (..., in) @ (in, out)")
-    out = xd @ wd
+    if wd.ndim != 2 or xd.ndim < 1 or xd.shape[-1] != wd.shape[1]:
+        raise ValueError(
+            f"linear: input {tuple(xd.shape)} and weight {tuple(wd.shape)} do not fit: the weight is "
+            "(out_features, in_features) as in torch, and the input's last dimension must be in_features"
+        )
+    if xd.dtype != wd.dtype:
+        raise TypeError(
+            f"linear: input is {xd.dtype} but weight is {wd.dtype}; torch refuses mixed dtypes here too. "
+            "Cast one side: x.float() / model.double()"
+        )
+    out = xd @ wd.T
     if b is not None:
         out += b.data if isinstance(b, Tensor) else b
     return out
 
 
 def _affine_grads(needs: tuple, g: Any, w: Any, x: Any) -> tuple:
-    """Gradients of ``x @ w + b`` for the inputs that need one (x, w, and b when given)."""
-    gx = g @ w.T if needs[0] else None
+    """Gradients of ``x @ w.T + b`` for the inputs that need one (x, w, and b when given)."""
+    gx = g @ w if needs[0] else None
     g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
     gw = None
     if needs[1]:
-        gw = (x if x.ndim == 2 else x.reshape(-1, x.shape[-1])).T @ g2
+        gw = g2.T @ (x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
     if len(needs) == 2:
         return gx, gw
     return gx, gw, g2.sum(axis=0) if needs[2] else None
 
 
 class Linear(Function):
-    """``x (..., in) @ w (in, out) + b (out,)``; ``b`` may be left out."""
+    """``x (..., in) @ w.T + b`` with ``w`` (out, in), ``b`` (out,) or left out.
+
+    Saves the weight only when x needs a gradient and x only when the weight does.
+    """
 
     trusted = True
 
@@ -48,7 +63,7 @@ class Linear(Function):
     def forward(ctx: Any, x: Any, w: Any, b: Any = None) -> Any:
         needs = ctx.needs_input_grad
         ctx.save_for_backward(w if needs[0] else None, x if needs[1] else None)
-        return _affine(ctx, x, w, b)
+        return _affine(x, w, b)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
@@ -57,14 +72,14 @@ class Linear(Function):
 
 
 class LinearReLU(Function):
-    """``relu(x @ w + b)`` in one node; saves its output (for the ReLU mask) like ``Relu`` does."""
+    """``relu(x @ w.T + b)`` in one node; saves its output (for the ReLU mask) like ``Relu`` does."""
 
     trusted = True
 
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any = None) -> Any:
         needs = ctx.needs_input_grad
-        out = _affine(ctx, x, w, b)
+        out = _affine(x, w, b)
         backend.xp_of(out).maximum(out, 0, out=out)
         ctx.save_for_backward(w if needs[0] else None, x if needs[1] else None, out)
         return out
@@ -72,18 +87,19 @@ class LinearReLU(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         w, x, out = ctx.saved_tensors
-        return _affine_grads(ctx.needs_input_grad, g * out.astype(bool), w, x)
+        # where, not g * mask: an inf upstream gradient stays 0 where the unit was off (as torch)
+        return _affine_grads(ctx.needs_input_grad, backend.xp_of(g).where(out > 0, g, 0), w, x)
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight + bias`` for ``x`` (..., in), ``weight`` (in, out), ``bias`` (out,) or None."""
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``input @ weight.T + bias`` (torch's ``F.linear``): weight (out, in), bias (out,) or None."""
     if bias is None:
-        return Linear.apply(x, weight)
-    return Linear.apply(x, weight, bias)
+        return Linear.apply(input, weight)
+    return Linear.apply(input, weight, bias)
 
 
-def linear_relu(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``relu(x @ weight + bias)``, fused: the same values and gradients as the three ops, one node."""
+def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``relu(input @ weight.T + bias)``, fused: the same values and gradients as the three ops, one node."""
     if bias is None:
-        return LinearReLU.apply(x, weight)
-    return LinearReLU.apply(x, weight, bias)
+        return LinearReLU.apply(input, weight)
+    return LinearReLU.apply(input, weight, bias)

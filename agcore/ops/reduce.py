@@ -1,4 +1,4 @@
-"""Reductions: sum, mean, max over an axis (or all), with keepdims."""
+"""Reductions: sum, mean, max, min, var, prod, cumsum over an axis (or all), with keepdims."""
 
 from __future__ import annotations
 
@@ -77,3 +77,105 @@ class Max(Function):
         # ties share the gradient equally, as the mean of the subgradients
         count = mask.sum(axis=axis, keepdims=True)
         return mask * (_expand(g, shape, axis, keepdims) / count)
+
+
+class Var(Function):
+    """Variance over ``axis`` with ``correction`` (1: unbiased, torch's default); saves the input."""
+
+    trusted = True
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, axis: Any = None, keepdims: bool = False, correction: float = 1) -> Any:
+        x = a.data
+        shape = x.shape
+        count = 1
+        for ax in _axes(axis, len(shape)):
+            count *= shape[ax]
+        ctx.args = (axis, keepdims, count - correction)
+        ctx.save_for_backward(a)
+        xc = x - x.mean(axis=axis, keepdims=True)
+        return (xc * xc).sum(axis=axis, keepdims=keepdims) / (count - correction)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        axis, keepdims, denom = ctx.args
+        xc = x - x.mean(axis=axis, keepdims=True)
+        xc *= _expand(g, x.shape, axis, keepdims) * (2.0 / denom)
+        return xc
+
+
+def var(a: Any, dim: Any = None, unbiased: Any = None, keepdim: bool = False, correction: Any = None) -> Any:
+    """torch's ``var``: ``unbiased`` (bool) or ``correction`` (number); unbiased by default."""
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    if isinstance(dim, list):
+        dim = tuple(dim)
+    return Var.apply(a, axis=dim, keepdims=keepdim, correction=correction)
+
+
+class Prod(Function):
+    """Product over ``axis`` (or all); the gradient is the product of the others, exact at zeros."""
+
+    trusted = True
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        ctx.args = (axis, keepdims)
+        ctx.save_for_backward(a)
+        return backend.xp_of(a.data).asarray(a.data.prod(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        axis, keepdims = ctx.args
+        xp = backend.xp_of(x)
+        if axis is None:
+            flat = x.reshape(-1)
+            others = _exclusive_prod(flat, 0, xp).reshape(x.shape)
+            return others * g
+        ax = axis % x.ndim if isinstance(axis, int) else axis
+        others = _exclusive_prod(x, ax, xp)
+        return others * _expand(g, x.shape, axis, keepdims)
+
+
+def _exclusive_prod(x: Any, axis: int, xp: Any) -> Any:
+    """For each element, the product of the others along ``axis`` (no division: exact with zeros)."""
+    n = x.shape[axis]
+    ones_shape = list(x.shape)
+    ones_shape[axis] = 1
+    one = xp.ones(ones_shape, dtype=x.dtype)
+    before = xp.cumprod(xp.concatenate([one, xp.take(x, range(n - 1), axis=axis)], axis=axis), axis=axis)
+    rev = xp.flip(x, axis=axis)
+    after = xp.cumprod(xp.concatenate([one, xp.take(rev, range(n - 1), axis=axis)], axis=axis), axis=axis)
+    return before * xp.flip(after, axis=axis)
+
+
+class Cumsum(Function):
+    trusted = True
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, axis: int = 0) -> Any:
+        ctx.args = axis
+        return backend.xp_of(a.data).cumsum(a.data, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        xp = backend.xp_of(g)
+        ax = ctx.args
+        return xp.flip(xp.cumsum(xp.flip(g, axis=ax), axis=ax), axis=ax)
+
+
+class Min(Function):
+    """The smallest value over ``axis`` (or all); ties share the gradient equally, as for ``Max``."""
+
+    trusted = True
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        out = backend.xp_of(a.data).asarray(a.data.min(axis=axis, keepdims=keepdims))
+        ctx.args = (a.data.shape, axis, keepdims)
+        ctx.save_for_backward(a, out)
+        return out
+
+    backward = staticmethod(Max.backward)

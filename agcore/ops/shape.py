@@ -1,4 +1,4 @@
-"""Shape primitives: reshape, transpose, indexing, concatenate, stack."""
+"""Copying shape primitives: advanced indexing, concatenate, stack (the views live in ``view.py``)."""
 
 from __future__ import annotations
 
@@ -9,65 +9,24 @@ from agcore.function import Function
 from agcore.tensor import Tensor
 
 
-class Reshape(Function):
-    """A view when NumPy can make one (then it shares the input's version counter), else a copy."""
-
-    trusted = True
-    view = True
-
-    @staticmethod
-    def forward(ctx: Any, a: Any, shape: tuple = ()) -> Any:
-        ctx.args = a.data.shape
-        return a.data.reshape(shape)
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        return g.reshape(ctx.args)
-
-
-class Transpose(Function):
-    """A view of the input: it shares the input's version counter."""
-
-    trusted = True
-    view = True
-
-    @staticmethod
-    def forward(ctx: Any, a: Any, axes: Any = None) -> Any:
-        ctx.args = axes
-        return a.data.transpose(axes) if axes is not None else a.data.T
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        axes = ctx.args
-        if axes is None:
-            return g.T
-        inverse = [0] * len(axes)
-        for i, a in enumerate(axes):
-            inverse[a] = i
-        return g.transpose(inverse)
-
-
-def _is_advanced(index: Any) -> bool:
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(backend.is_array(p) or isinstance(p, list) for p in parts)
-
-
 def _plain_part(part: Any) -> Any:
-    """A Tensor or array index becomes a private copy of its array: backward must not see later changes."""
+    """A Tensor, list or array index becomes a private array: backward must not see later changes."""
     if isinstance(part, Tensor):
         part = part.data
+    if isinstance(part, list):
+        return backend.numpy_module().asarray(part)
     return part.copy() if backend.is_array(part) else part
 
 
-def _plain_index(index: Any) -> Any:
-    """Tensors used as indices become (copies of) their arrays."""
+def plain_index(index: Any) -> Any:
+    """Tensors and lists used as indices become (copies of) arrays."""
     if isinstance(index, tuple):
         return tuple(_plain_part(p) for p in index)
     return _plain_part(index)
 
 
 class Index(Function):
-    """``a[index]``; backward scatter-adds so repeated indices sum their gradients."""
+    """``a[index]`` with integer arrays or masks (a copy); backward scatter-adds so repeated indices sum."""
 
     trusted = True
 
@@ -75,28 +34,25 @@ class Index(Function):
     def forward(ctx: Any, a: Any, index: Any = None) -> Any:
         ctx.args = (a.data.shape, a.data.dtype, index)
         out = a.data[index]
-        # a view would alias the input's storage; an indexing result owns its buffer
+        # a mixed index may come back as a view; an indexing result owns its buffer
         return out.copy() if getattr(out, "base", None) is not None else out
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         shape, dtype, index = ctx.args
         grad = backend.xp_of(g).zeros(shape, dtype=g.dtype)
-        if _is_advanced(index):
-            backend.scatter_add(grad, index, g)
-        else:
-            grad[index] = g
+        backend.scatter_add(grad, index, g)
         return grad
 
 
-def transpose(a: Tensor, axes: Any = None) -> Tensor:
-    """Reverse (or permute by ``axes``) the dimensions of ``a``."""
-    return Transpose.apply(a, axes=tuple(axes) if axes is not None else None)
+def transpose(a: Tensor, *axes: Any) -> Tensor:
+    """torch's ``transpose(a, d0, d1)``; a full permutation (or none: reversed) as NumPy's."""
+    return a.transpose(*axes)
 
 
 def index(a: Tensor, idx: Any) -> Tensor:
-    """``a[idx]`` with ints, slices and integer arrays."""
-    return Index.apply(a, index=_plain_index(idx))
+    """``a[idx]`` with integer arrays, lists or boolean masks (a copy)."""
+    return Index.apply(a, index=plain_index(idx))
 
 
 class Concatenate(Function):
@@ -136,11 +92,28 @@ class Stack(Function):
         return tuple(parts[i] if need else None for i, need in enumerate(ctx.needs_input_grad))
 
 
-def concatenate(tensors: Any, axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis."""
-    return Concatenate.apply(*tensors, axis=axis)
+def concatenate(tensors: Any, axis: int = 0, *, dim: int | None = None) -> Tensor:
+    """Join tensors along an existing dim (torch's ``cat``)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat() expects a non-empty list of tensors")
+    d = axis if dim is None else dim
+    return Concatenate.apply(*tensors, axis=d % max(_ndim(tensors[0]), 1))
 
 
-def stack(tensors: Any, axis: int = 0) -> Tensor:
-    """Join tensors along a new axis."""
-    return Stack.apply(*tensors, axis=axis)
+def cat(tensors: Any, dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """torch's ``cat``."""
+    return concatenate(tensors, dim if axis is None else axis)
+
+
+def stack(tensors: Any, axis: int = 0, *, dim: int | None = None) -> Tensor:
+    """Join tensors along a new dim."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack() expects a non-empty list of tensors")
+    d = axis if dim is None else dim
+    return Stack.apply(*tensors, axis=d % (_ndim(tensors[0]) + 1))
+
+
+def _ndim(t: Any) -> int:
+    return t.ndim if isinstance(t, Tensor) else backend.xp_of(t).asarray(t).ndim

@@ -132,24 +132,24 @@ def test_matmul_with_constant_array() -> None:
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(sx: tuple, bias: bool) -> None:
     if bias:
-        grads = check_grads(lambda x, w, b: ag.linear(x, w, b), r(*sx), r(4, 5), r(5))
+        grads = check_grads(lambda x, w, b: ag.linear(x, w, b), r(*sx), r(5, 4), r(5))
     else:
-        grads = check_grads(lambda x, w: ag.linear(x, w), r(*sx), r(4, 5))
-    assert [g.shape for g in grads] == [sx, (4, 5), (5,)][: len(grads)]
-    x, w, b = r(*sx), r(4, 5), r(5)
-    np.testing.assert_allclose(ag.linear(ag.tensor(x), ag.tensor(w), ag.tensor(b)).numpy(), x @ w + b)
+        grads = check_grads(lambda x, w: ag.linear(x, w), r(*sx), r(5, 4))
+    assert [g.shape for g in grads] == [sx, (5, 4), (5,)][: len(grads)]
+    x, w, b = r(*sx), r(5, 4), r(5)  # torch's layout: weight (out, in)
+    np.testing.assert_allclose(ag.linear(ag.tensor(x), ag.tensor(w), ag.tensor(b)).numpy(), x @ w.T + b)
 
 
 @pytest.mark.parametrize("sx", [(3, 4), (2, 3, 4)])
 def test_linear_relu(sx: tuple) -> None:
-    x, w, b = r(*sx), r(4, 5), r(5)
-    z = x @ w + b
+    x, w, b = r(*sx), r(5, 4), r(5)
+    z = x @ w.T + b
     b += np.where(np.abs(z) < 0.05, 0.2, 0.0).sum(axis=tuple(range(z.ndim - 1)))  # keep off the kink
     check_grads(lambda x, w, b: ag.linear_relu(x, w, b), x, w, b)
     check_grads(lambda x, w: ag.linear_relu(x, w), x, w)
     with ag.no_grad():
         fused = ag.linear_relu(ag.tensor(x), ag.tensor(w), ag.tensor(b)).numpy()
-    np.testing.assert_allclose(fused, np.maximum(x @ w + b, 0))
+    np.testing.assert_allclose(fused, np.maximum(x @ w.T + b, 0))
 
 
 def test_mlp_fused_layers_match_the_unfused_ops() -> None:
@@ -162,7 +162,7 @@ def test_mlp_fused_layers_match_the_unfused_ops() -> None:
     model.zero_grad()
     h = x
     for i, layer in enumerate(model.layers):
-        h = h @ layer.weight + layer.bias
+        h = h @ layer.weight.T + layer.bias
         if i < 2:
             h = h.relu()
     ag.cross_entropy(h, t).backward()
@@ -172,7 +172,7 @@ def test_mlp_fused_layers_match_the_unfused_ops() -> None:
 
 def test_linear_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="do not fit"):
-        ag.linear(ag.tensor(r(3, 4)), ag.tensor(r(5, 2)))
+        ag.linear(ag.tensor(r(3, 4)), ag.tensor(r(2, 5)))
 
 
 def test_linear_module_matches_matmul_plus_bias() -> None:
@@ -180,7 +180,7 @@ def test_linear_module_matches_matmul_plus_bias() -> None:
     with ag.no_grad():
         layer.bias.add_(0.5)
     x = ag.tensor(r(2, 4).astype(np.float32))
-    np.testing.assert_allclose(layer(x).numpy(), (x @ layer.weight + layer.bias).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layer(x).numpy(), (x @ layer.weight.T + layer.bias).numpy(), rtol=1e-6)
 
 
 # -- elementwise ----------------------------------------------------------------
@@ -286,10 +286,11 @@ def test_index_with_a_tensor_of_indices() -> None:
     np.testing.assert_allclose(g.sum(axis=1) != 0, [True, True, False])
 
 
-def test_index_output_owns_its_buffer() -> None:
+def test_basic_index_is_a_view_and_advanced_index_a_copy() -> None:
     x = ag.tensor(r(4, 5), requires_grad=True)
-    y = x[1:3]
-    assert not np.shares_memory(y.numpy(), x.numpy())
+    assert np.shares_memory(x[1:3].numpy(), x.numpy())  # torch: basic indexing returns a view
+    assert not np.shares_memory(x[[1, 2]].numpy(), x.numpy())
+    assert not np.shares_memory(x[x > 0].numpy(), x.numpy())
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
@@ -339,10 +340,14 @@ def test_cross_entropy(as_tensor: bool) -> None:
 
 def test_cross_entropy_rejects_bad_targets() -> None:
     x = ag.tensor(r(3, 5))
-    with pytest.raises(TypeError, match="integers"):
+    with pytest.raises(TypeError, match="integer"):
         ag.cross_entropy(x, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match=r"\(N, C\)"):
         ag.cross_entropy(x, np.array([0, 1]))
+    with pytest.raises(IndexError, match="target -1 is out of bounds for 5 classes"):
+        ag.cross_entropy(x, np.array([0, -1, 2]))  # torch refuses it too; it must not wrap to the last class
+    with pytest.raises(IndexError, match="target 5 is out of bounds"):
+        ag.cross_entropy(x, np.array([0, 5, 2]))
 
 
 def test_mse_loss() -> None:

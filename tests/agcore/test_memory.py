@@ -51,7 +51,7 @@ def test_grad_bytes_equal_param_bytes_after_a_step() -> None:
     opt = ag.optim.SGD(model.parameters(), lr=0.1)
     ag.cross_entropy(model(x), t).backward()
     opt.step()
-    params = model.parameters()
+    params = list(model.parameters())
     assert sum(p.grad.nbytes for p in params) == sum(p.nbytes for p in params)
     grads = [p.grad for p in params]
     for i, g in enumerate(grads):

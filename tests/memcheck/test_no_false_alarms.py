@@ -93,7 +93,7 @@ def _every_op(a: ag.Tensor, b: ag.Tensor, m: ag.Tensor, w: ag.Tensor, bias: ag.T
         a.sum(axis=0), a.mean(axis=1, keepdims=True), a.max(axis=1),
         a.reshape(6, 2), a.transpose(), a.T, a[1:, ::2], a[[0, 2, 2]],
         ag.concatenate([a, b], axis=0), ag.stack([a, b], axis=1),
-        ag.log_softmax(a, axis=1), ag.ops.linear(a, w, bias), ag.ops.linear_relu(a, w, bias), _Square.apply(a),
+        ag.log_softmax(a, axis=1), ag.ops.linear(a, w.T, bias), ag.ops.linear_relu(a, w.T, bias), _Square.apply(a),
     ]  # fmt: skip
     total = sum(t.sum() for t in terms)
     return total + ag.cross_entropy(a, np.array([0, 1, 2])) + ag.mse_loss(a, b)
