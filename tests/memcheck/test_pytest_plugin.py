@@ -11,6 +11,8 @@ import pytest
 
 import agcore  # noqa: F401  (imported before pytester's runs: NumPy cannot be imported twice per process)
 import memcheck.pytest_plugin  # noqa: F401  (same, for runs that load it with -p)
+import memcheck.report  # noqa: F401  (memcheck imports lazily: load what the runs use before pytester
+import memcheck.session  # noqa: F401   snapshots sys.modules, or psutil is imported twice)
 
 pytest_plugins = ["pytester"]
 
@@ -300,4 +302,44 @@ def test_memcheck_report_for_a_fixture_test_that_fails_its_own_assert(pytester: 
     )
     result = run_tests("--memcheck-report", "out")
     result.assert_outcomes(passed=1, failed=1)
-    assert [p.name for p in (pytester.path / "out").iterdir()] == ["test_own.py-test_asserts.html"]
+    written = sorted(p.name for p in (pytester.path / "out").iterdir())
+    assert written[1:] == ["test_own.py-test_asserts.html"] and written[0].startswith("plotly-")
+
+
+GLOBAL_LEAK = """
+import agcore as ag
+
+HISTORY = []
+
+
+def test_keeps_losses_in_a_global():
+    w = ag.randn(16, 16, requires_grad=True, name="w")
+    for _ in range(3):
+        loss = (ag.randn(4, 16) @ w).tanh().sum()
+        loss.backward()
+        HISTORY.append(loss)  # culprit
+
+
+def test_keeps_only_numbers():
+    w = ag.randn(16, 16, requires_grad=True, name="w")
+    for _ in range(3):
+        loss = (ag.randn(4, 16) @ w).tanh().sum()
+        loss.backward()
+        HISTORY.append(loss.item())
+"""
+
+
+def test_memcheck_option_fails_an_unmarked_test_that_leaks_into_a_global(pytester: pytest.Pytester, run_tests) -> None:
+    """One iteration, unmarked: the plugin judges what is still alive once the test's locals are gone."""
+    path = pytester.makepyfile(test_global=GLOBAL_LEAK)
+    result = run_tests("--memcheck", "--memcheck-report", "reports")
+    result.assert_outcomes(passed=1, failed=1)
+    text = result.stdout.str()
+    assert "test_keeps_losses_in_a_global" in text and "retained_graph" in text and "HISTORY" in text
+    assert f"at {path.name}:{culprit_line(path)}" in text  # the line that put the graph there
+    folder = pytester.path / "reports"
+    scripts = list(folder.glob("plotly-*.min.js"))
+    assert len(scripts) == 1  # one shared chart library per report folder
+    (page,) = folder.glob("*.html")
+    assert f'<script src="{scripts[0].name}"></script>' in page.read_text(encoding="utf-8")
+    assert page.stat().st_size < 500_000  # not 4.8 MB of inlined plotly
