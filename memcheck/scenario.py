@@ -138,7 +138,7 @@ def run_cli(scenario: Scenario, argv: list[str] | None = None) -> int:
         outcome = base.run_to_report(
             lambda: run_scenario(scenario, args.fixed, n, progress=not args.no_progress,
                                  samples_path=out_dir / f"{stem}.samples.jsonl", command=command),
-            out_dir=out_dir, stem=stem, command=command,
+            out_dir=out_dir, stem=stem, command=command, shared_assets=True,  # scenarios: a batch, one plotly.js
             show_error=lambda exc: print(f"{scenario.name}: the step raised {type(exc).__name__}: {exc}",
                                          file=sys.stderr),
         )  # fmt: skip

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from memcheck.findings import Finding
+from memcheck.findings import KIND_TABLE, Finding
 from memcheck.report import evidence
 from memcheck.report.charts import MIN_LINE_POINTS
 from memcheck.report.format import (
@@ -123,6 +123,8 @@ def _finding_lines(f: Finding, width: int) -> list[Text]:
         lines.append(Text(f"… {len(f.sites) - SITES_SHOWN} more sites in the HTML report", style="dim"))
     for block in evidence.blocks(f):
         lines.extend(_block_lines(block, width))
+    if f.kind not in KIND_TABLE and f.evidence:  # a kind this memcheck has no row for: its numbers, plainly
+        lines.append(Text("; ".join(f"{k}: {v}" for k, v in evidence.evidence_rows(f)), style="dim"))
     return lines
 
 
@@ -183,17 +185,20 @@ def _memory(run: Run, console: Console) -> None:
         if not ys:
             continue
         unit = (lambda v: f"{v:,.0f}") if key == "live_nodes" else human_bytes
-        values = f"{unit(ys[0])} → {unit(ys[-1])}"
+        values = f"{unit(ys[0])} → {unit(ys[-1])}" if len(ys) > 1 else unit(ys[0])
         if max(ys) > max(ys[0], ys[-1]):
             values += f" (peak {unit(max(ys))})"
         lines.append((label, ys, values, trend(run, key).words()))
     values_w = max((len(v) for _, _, v, _ in lines), default=0)
-    room = max(4, min(40, console.width - 2 - 7 - 2 - values_w - 2 - max((len(w) for *_, w in lines), default=0) - 1))
+    verdict_w = max((len(w) for *_, w in lines), default=0)
+    drawn = any(len(ys) >= MIN_LINE_POINTS for _, ys, _, _ in lines)  # too few points: no sparkline to misread
+    room = max(4, min(40, console.width - 2 - 7 - 2 - values_w - 2 - verdict_w - 1)) if drawn else 0
     for label, ys, values, verdict in lines:
         line = Text(f"  {label:<7}")
-        short = len(ys) < MIN_LINE_POINTS  # too few points for a trend: no sparkline to misread
-        line.append(("" if short else sparkline(ys, width=room)).ljust(room), style="cyan")
-        line.append(f"  {values.ljust(values_w)}  ")
+        if room:
+            spark = sparkline(ys, width=room) if len(ys) >= MIN_LINE_POINTS else ""
+            line.append(spark.ljust(room) + "  ", style="cyan")
+        line.append(f"{values.ljust(values_w)}  ")
         line.append(verdict, style="red" if verdict.startswith("growing") else "")
         console.print(line)
     count = len(run.samples)
