@@ -43,6 +43,7 @@ class Inspector:
         if self.watch is None or self.rec.iteration < self.watch_closes_at:
             return False
         self.watch.close()
+        holders.unpin_locals()
         for name in self.watch.tokens:
             lines = self.watch.lines(name)
             if lines:
@@ -97,6 +98,7 @@ class Inspector:
                     break
             del grown
         self._arm(tokens)
+        holders.unpin_locals()
         return retention, tuple(found)
 
     def _with_lines(self, holder: Holder) -> Holder:
@@ -110,45 +112,48 @@ class Inspector:
 
     # -- cycles ---------------------------------------------------------------------------
     def cycle_lines(self) -> None:
-        """Collect pending cycles once with DEBUG_SAVEALL to name the attributes that close them, then free them."""
+        """Collect pending cycles once with DEBUG_SAVEALL to name the lines that close them, then free them."""
         flags = gc.get_debug()
         kept = len(gc.garbage)
-        names: list[str] = []
+        found: list[tuple[str, Any]] = []
         try:
             gc.set_debug(flags | gc.DEBUG_SAVEALL)
             gc.collect()
-            names = _closing_attributes(gc.garbage[kept:])
+            found = _closing_edges(gc.garbage[kept:])
         finally:
             gc.set_debug(flags)
             del gc.garbage[kept:]
         gc.collect()  # now for real: the recorder's gc callback counts what this frees
-        if not names:
-            return
-        if self._codes is None:
-            self._codes = holders.user_codes()
-        for name in names:
-            for line in holders.candidate_lines(Holder(name=f"?.{name}", kind="attribute", chain=()), self._codes):
-                self.rec.cycle_lines[line] += 1
+        self.rec.cycle_lines.update(self._lines_of(found))
+        del found
+        if self.rec.cycle_buffers and not self.rec.cycle_lines:  # the collector freed them before we looked
+            self.rec.catch_cycles = lambda garbage: self._lines_of(_closing_edges(garbage))
+
+    def _lines_of(self, edges: list[tuple[str, Any]]) -> list[str]:
+        lines: list[str] = []
+        for name, value in edges:
+            code = getattr(getattr(value, "__func__", value), "__code__", None)
+            if code is not None and code.co_name == "<lambda>" and holders.is_user_file(code.co_filename):
+                lines.append(f"{code.co_filename}:{code.co_firstlineno}")  # made and stored on that line
+                continue
+            if self._codes is None:
+                self._codes = holders.user_codes()
+            lines.extend(holders.candidate_lines(Holder(name=f"?.{name}", kind="attribute", chain=()), self._codes))
+        return lines
 
 
-def _closing_attributes(garbage: list[Any]) -> list[str]:
-    """Attribute names through which an object in the cycle refers to a function or method (the back edge)."""
+def _closing_edges(garbage: list[Any]) -> list[tuple[str, Any]]:
+    """``(attribute, value)`` through which an object in a cycle refers to a function or method (the back edge)."""
     ids = {id(o) for o in garbage}
-    owners = {id(getattr(o, "__dict__", None)): o for o in garbage if isinstance(getattr(o, "__dict__", None), dict)}
-    out: dict[str, None] = {}
+    owners = {id(d): o for o in garbage if isinstance(d := getattr(o, "__dict__", None), dict)}
+    out: list[tuple[str, Any]] = []
     for d in garbage:
         if type(d) is not dict or id(d) not in owners:
             continue
         for k, v in d.items():
-            if isinstance(k, str) and id(v) in ids and callable(v):
-                out.setdefault(k, None)
-    if not out:
-        for d in garbage:
-            if type(d) is dict and id(d) in owners:
-                for k, v in d.items():
-                    if isinstance(k, str) and id(v) in ids:
-                        out.setdefault(k, None)
-    return list(out)
+            if isinstance(k, str) and id(v) in ids and callable(v) and not isinstance(v, type):
+                out.append((k, v))
+    return out[:20]
 
 
 def _token(chain: list[Any], holder: Holder) -> Token | None:

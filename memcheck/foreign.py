@@ -1,4 +1,4 @@
-"""Adapters for engines other than agcore: references that tell memcheck when they dangle.
+"""The adapter for engines other than agcore: references that tell memcheck when they dangle.
 
 A hand-written engine that keeps graph edges weakly (seed 001), stores a
 caller's list by reference (seed 003) or looks children up by id (seed 004)
@@ -147,7 +147,7 @@ def _pool_event(buf: Any, state: str, owner: str | None) -> None:
 def _report_pool(session: Any, buf: Any, state: str, owner: str | None, now: list[str], before: list[str]) -> None:
     nbytes = int(getattr(buf, "nbytes", 0) or 0)
     pointer = _pointer(buf)
-    for f in session.reported:  # the same buffer again (every iteration, say): count it once
+    for f in session.recorder.reported:  # the same buffer again (every iteration, say): count it once
         if f.kind == "aliased_buffers" and f.evidence.get("pointer") == pointer and f.sites[:1] == now[:1]:
             f.evidence["occurrences"] = f.evidence.get("occurrences", 1) + 1
             return
@@ -178,8 +178,3 @@ def _pointer(buf: Any) -> int:
         return int(backend.data_pointer(buf))
     except Exception:  # not an array agcore knows
         return id(buf)
-
-
-def check(session: Any) -> None:
-    """Called by ``Session.check()``. Pool events are judged as they happen, so nothing is pending;
-    the pool table lives as long as the session (weakly keyed) so a later check sees the same state."""

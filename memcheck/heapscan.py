@@ -37,8 +37,8 @@ def _object_bytes(node: Any) -> int:
 def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention | None, Any]:
     """Nodes born before the previous iteration that are still alive, and a representative output.
 
-    Returns the record and the representative object (the oldest graph's head output), which the
-    caller may watch and must drop.
+    Returns the record and the representative object (the newest retained graph's head output, or
+    its node when the output tensor is gone), which the caller must drop.
     """
     cutoff = rec.iteration - 1
     if rec.iteration < 2 or rec.retained_node_count(cutoff) == 0:
@@ -49,8 +49,9 @@ def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention |
     iters = {i.birth_iter for _, i in retained}
     array_bytes = sum(r.bytes for r in rec.ledger.live_records() if r.role == "activation" and r.birth_iter < cutoff)
     node_bytes = sum(_object_bytes(n) for n, _ in retained)
-    oldest = min(iters)
-    heads = [(n, i) for n, i in retained if i.birth_iter == oldest]
+    oldest, newest = min(iters), max(iters)
+    # the newest retained graph is nearest its holder (a running total chains each graph to the next)
+    heads = [(n, i) for n, i in retained if i.birth_iter == newest]
     consumed = {id(edge) for n, _ in heads for edge in n.inputs}
     top = [(n, i) for n, i in heads if id(n) not in consumed] or heads
     node, info = top[-1]
@@ -105,8 +106,9 @@ class ContainerScan:
 def describe_container(container: Any, items_per_iteration: float, budget_s: float = 1.0) -> GrowingContainer | None:
     """Who holds a growing container, what its new items keep alive, and whether one item repeats."""
     holder, chain = holders.holder_of(container, budget_s=budget_s)
+    own = any(type(o).__module__.startswith("memcheck") for o in chain)  # memcheck's own bookkeeping
     del chain
-    if holder is None:
+    if holder is None or own:
         return None
     holder = Holder(name=holder.name, kind=holder.kind, chain=holder.chain + (), lines=holder.lines)
     items = _recent_items(container)

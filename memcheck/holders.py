@@ -57,6 +57,22 @@ def _frame_locals(skip: set[int]) -> dict[int, types.FrameType]:
     return out
 
 
+def unpin_locals() -> None:
+    """Drop the locals snapshots that reading ``frame.f_locals`` left on the running user frames.
+
+    Before Python 3.13 that snapshot is a dict kept on the frame until the next read: it
+    would keep this iteration's ``loss`` alive into the next one and show as a retained
+    graph. Emptying it is safe: the interpreter refills it from the fast locals before any
+    tracer could write it back.
+    """
+    for top in list(sys._current_frames().values()):
+        f: Any = top
+        while f is not None:
+            if is_user_file(f.f_code.co_filename) and f.f_locals is not f.f_globals:
+                f.f_locals.clear()
+            f = f.f_back
+
+
 def find_chain(target: Any, max_depth: int = 16, budget_s: float = 2.0) -> list[Any]:
     """Objects from a root to ``target`` (root first), or [] when none was found in budget."""
     modules = _module_dicts()
@@ -80,6 +96,9 @@ def find_chain(target: Any, max_depth: int = 16, budget_s: float = 2.0) -> list[
             return _unwind([frame, obj], parent)
         if id(obj) in modules or (isinstance(obj, type) and depth[id(obj)] > 0 and _user_class(obj)):
             return _unwind([obj], parent)
+        if isinstance(obj, types.FunctionType) and depth[id(obj)] >= 2 and obj.__closure__ and \
+                is_user_file(obj.__code__.co_filename):  # fmt: skip
+            return _unwind([obj], parent)  # a closure: its variables are what the user names
         if depth[id(obj)] >= max_depth:
             continue
         referrers = gc.get_referrers(obj)
@@ -220,6 +239,8 @@ def describe(chain: list[Any]) -> Holder | None:
                 if var:
                     name, kind = f"closure variable {var!r} of {fn.__qualname__}()", "closure"
         hops.append(Hop(label=label, type=type(obj).__name__))
+        if kind == "attribute" and not _user_class(type(prev)):
+            name = ""  # an engine's own field (Tensor.grad_fn, Node.inputs) is not what a user holds
         if name:
             named.append((i, name, kind, prev))
     if not named:
@@ -323,7 +344,9 @@ def _touches(instrs: list[Any], j: int, kind: str, name: str) -> bool:
     if ins.opname == "STORE_SUBSCR" and j >= 2 and _is_ref(instrs[j - 2], kind, name):
         return True
     if kind == "name" and ins.opname in _STORES and ins.argval == name and j >= 1:
-        return True
+        # a fresh empty container or a constant starts the holder; it does not add to it
+        return not (instrs[j - 1].opname in ("BUILD_LIST", "BUILD_MAP", "BUILD_SET") and instrs[j - 1].arg == 0) \
+            and instrs[j - 1].opname != "LOAD_CONST"  # fmt: skip
     if kind == "attr" and ins.opname == "STORE_ATTR" and ins.argval == name:
         return True
     return False

@@ -24,7 +24,7 @@ def judge(obs: Observations) -> list[Finding]:
 
 
 #: kinds a session has at most one of: a later check's finding replaces the earlier one
-_ONE_PER_SESSION = ("retained_graph", "growth")
+_ONE_PER_SESSION = ("retained_graph", "growth", "ref_cycle")
 
 
 def key(f: Finding) -> FindingKey:

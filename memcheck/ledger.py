@@ -120,7 +120,7 @@ class BufferRecord(weakref.ref):
 class Ledger:
     """Records of the buffers a session saw; cheap to update from the engine adapter."""
 
-    def __init__(self, keep_dead: int = 1000) -> None:
+    def __init__(self, keep_dead: int = 64) -> None:
         self.live: dict[int, BufferRecord] = {}  # id(array) -> its record
         self.recent_dead: deque[BufferRecord] = deque(maxlen=keep_dead)
         self.live_bytes_by_role: dict[str, int] = dict.fromkeys(ROLES, 0)

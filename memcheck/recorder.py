@@ -87,6 +87,10 @@ class Recorder:
         self.cycle_lines: Counter[str] = Counter()
         self._in_gc = False
         self._gc_freed_this_pass = 0
+        #: set by a deep check when cycles were freed unseen: names the lines of the next ones caught
+        self.catch_cycles: Callable[[list[Any]], list[str]] | None = None
+        self._gc_flags: int | None = None
+        self._gc_kept = 0
         # samples and probes
         self.samples = SampleStore(sample_capacity)
         self.window = TraceWindow()
@@ -107,6 +111,7 @@ class Recorder:
         self._gpu.__enter__()
 
     def stop(self) -> None:
+        self.catch_cycles = None
         if self._gc_phase in gc.callbacks:
             gc.callbacks.remove(self._gc_phase)
         self._in_gc = False
@@ -120,11 +125,26 @@ class Recorder:
             self._in_gc = True
             self._gc_freed_this_pass = 0
             self.ledger.on_death = self._freed_by_gc
+            if self.catch_cycles is not None:  # keep this collection's garbage aside once, to name its lines
+                self._gc_flags = gc.get_debug()
+                self._gc_kept = len(gc.garbage)
+                gc.set_debug(self._gc_flags | gc.DEBUG_SAVEALL)
         else:
             self._in_gc = False
             self.ledger.on_death = None
             if self._gc_freed_this_pass:
                 self.cycle_collections += 1
+            if self.catch_cycles is not None and self._gc_flags is not None:
+                gc.set_debug(self._gc_flags)
+                self._gc_flags = None
+                caught = gc.garbage[self._gc_kept :]
+                if caught:
+                    lines = self.catch_cycles(caught)
+                    del gc.garbage[self._gc_kept :]  # freed by the next collection, and counted then
+                    if lines:
+                        self.cycle_lines.update(lines)
+                        self.catch_cycles = None
+                del caught
 
     def _freed_by_gc(self, rec: BufferRecord) -> None:
         # freed by the cyclic collector, not by reference counting: it sat in a cycle

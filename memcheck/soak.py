@@ -249,6 +249,7 @@ class _State:
         self.traced: dict[str, Any] | None = None  # growth by line from the last closed window
         self.traced_bpi: float | None = None
         self.next_window = 0  # no new window before this iteration (tracing costs 1.5-4x)
+        self.by_retention = False  # stopped because graphs outlived their iteration (no slope needed)
         self.ran = 0
 
     def run(self, step: Callable[[int], Any], iterations: int, bar: Any) -> None:
@@ -284,6 +285,10 @@ class _State:
         """A retained graph the session's checks found: certain by itself, no slope needed."""
         for f in self.session.findings:
             if f.kind == "retained_graph" and f.severity == "error":
+                holder = f.evidence.get("holder") or {}
+                if not holder.get("executed") and self.session.inspector.watch is not None:
+                    return False  # a line window is open: a few more iterations name the line that ran
+                self.by_retention = True
                 if self.leak is None:
                     bpi = float(f.evidence.get("bytes_per_iteration", 0.0))
                     self.leak, self.leak_at = ("nodes", bpi), self.ran
@@ -371,7 +376,7 @@ class _State:
             "source": "soak",
             "bytes_per_iteration": float(bpi),
             "probe": probe,
-            "certain": leak is not None,
+            "certain": leak is not None and not (self.by_retention and self.traced is None),
             "warmup": warmup,
             "window": [post[0]["iteration"], post[-1]["iteration"]] if post else [0, 0],
             "nodes_per_iteration": whole["nodes"].slope,

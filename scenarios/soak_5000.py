@@ -67,7 +67,7 @@ SCENARIO = Scenario(
     description=DESCRIPTION,
     seed="003",
     build=build,
-    expected={"buggy": {"retained_graph", "growth"}, "fixed": set()},
+    expected={"buggy": {"retained_graph"}, "fixed": set()},
     default_iterations=5000,
     soak=True,
 )

@@ -17,9 +17,10 @@ from memcheck.observations import Observations
 
 def detect(obs: Observations) -> list[Finding]:
     findings: dict[tuple[str, str], Finding] = {}
+    failed = {site for err in obs.errors for site in err.sites}  # a backward that read it: engine_errors reports it
     for ev in obs.inplace:
         key = (ev.site, ev.saved_site)
-        if ev.by_optimizer or key in findings:
+        if ev.by_optimizer or key in findings or (ev.site in failed and ev.saved_site in failed):
             continue
         name = repr(ev.owner) if ev.owner else "a tensor"
         findings[key] = Finding(
