@@ -111,19 +111,24 @@ class Inspector:
         return replace(holder, lines=tuple(lines), executed=bool(seen))
 
     # -- cycles ---------------------------------------------------------------------------
-    def cycle_lines(self) -> None:
-        """Collect pending cycles once with DEBUG_SAVEALL to name the lines that close them, then free them."""
+    def cycle_lines(self, generation: int = 2) -> None:
+        """Collect pending cycles once with DEBUG_SAVEALL to name the lines that close them, then free them.
+
+        ``generation`` 1 looks at the young generations only: cheap, and where cycles made lately are.
+        """
         flags = gc.get_debug()
         kept = len(gc.garbage)
         found: list[tuple[str, Any]] = []
+        catch, self.rec.catch_cycles = self.rec.catch_cycles, None  # this collection looks for itself
         try:
             gc.set_debug(flags | gc.DEBUG_SAVEALL)
-            gc.collect()
+            gc.collect(generation)
             found = _closing_edges(gc.garbage[kept:])
         finally:
             gc.set_debug(flags)
             del gc.garbage[kept:]
-        gc.collect()  # now for real: the recorder's gc callback counts what this frees
+            self.rec.catch_cycles = catch
+        gc.collect(generation)  # now for real: the recorder's gc callback counts what this frees
         self.rec.cycle_lines.update(self._lines_of(found))
         del found
         if self.rec.cycle_buffers and not self.rec.cycle_lines:  # the collector freed them before we looked

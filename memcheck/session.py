@@ -13,7 +13,6 @@ A session sees the thread that entered it (see docs/events.md).
 from __future__ import annotations
 
 import datetime as _dt
-import gc
 import os
 import threading
 import time
@@ -238,9 +237,7 @@ class Session:
         if deep and full_gc and rec.iteration >= _FIRST_DEEP:
             self.inspector.cycle_lines()
         elif deep and not full_gc:
-            gc.collect(1)  # cheap: cycles made lately are young; the gc callback counts what this frees
-            if rec.cycle_buffers and not rec.cycle_lines:
-                self.inspector.cycle_lines()
+            self.inspector.cycle_lines(generation=1)  # cheap: cycles made lately are young
         obs = take_snapshot(self.recorder, retention=retention, containers=grown, growth=self.outcome.growth)
         del retention, grown
         new = judge(obs)
