@@ -20,8 +20,10 @@ class Show:
     """One block of a kind's evidence, drawn by every writer the same way.
 
     ``view`` names how: ``"chain"`` (a list of referrers, root first, drawn as
-    links), ``"site_rates"`` (``[{"site", "bytes_per_iteration"}]``, fastest
-    first) or ``"role_rates"`` (``{role: bytes_per_iteration}``). ``field`` is the
+    links), ``"holder"`` (``{"name", "kind", "lines"}``: who keeps it and the
+    lines that put objects there), ``"site_rates"`` (``[{"site",
+    "bytes_per_iteration"}]``, fastest first) or ``"role_rates"`` (``{role:
+    bytes_per_iteration}``). ``field`` is the
     evidence key it reads; fields a block shows are not repeated as rows.
     """
 
@@ -57,7 +59,8 @@ _ROWS = (
     Kind("retained_graph", "error",
          "A graph outlives its iteration; the chain shows who holds it, from a root (seed 003).",
          (Show("chain", "chain", "Retention chain (root first)",
-               "No chain of referrers was recorded: its root was not among the objects memcheck could see."),)),
+               "No chain of referrers was recorded: its root was not among the objects memcheck could see."),
+          Show("holder", "holder", "Who holds it"))),
     Kind("growth", "error",
          "Memory grows with every iteration: bytes per iteration by allocation site and by role.",
          (Show("site_rates", "by_site", "Growth by allocation site"), Show("role_rates", "by_role", "Growth by role"))),

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from memcheck.report.growth import trend
-from memcheck.report.series import LOOP, TEARDOWN, role_series, samples_of, series
+from memcheck.report.series import LOOP, TEARDOWN, phase, role_series, samples_of, series
 from memcheck.run import Run
 
 _PALETTE = (
@@ -59,7 +59,7 @@ def chart_specs(run: Run) -> list[dict[str, Any]]:
             traces += _own_share(samples)
         if traces:
             specs.append(_spec(chart_id, title, traces, "bytes", trend(run, key).words()))
-    xs, by_role = role_series(samples)
+    xs, by_role = role_series([x for x in samples if phase(x) == LOOP])  # a stack has no room for teardown
     if by_role:
         mode = _mode(len(xs))
         traces = [
@@ -221,8 +221,10 @@ def _share_iteration_range(samples: list[Any], specs: list[dict[str, Any]]) -> N
     iterations, _ = series(samples, "iteration")
     if len(set(iterations)) < 2:
         return
+    low, high = min(iterations), max(iterations)
+    pad = (high - low) * 0.03  # the last point (often the teardown mark) is drawn whole, not cut in half
     for spec in specs:
-        spec["layout"]["xaxis"]["range"] = [min(iterations), max(iterations)]
+        spec["layout"]["xaxis"]["range"] = [low - pad, high + pad]
 
 
 def _mark_growth_windows(run: Run, specs: list[dict[str, Any]]) -> None:

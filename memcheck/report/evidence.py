@@ -81,6 +81,19 @@ def _role_rates(show: Show, roles: Any) -> dict[str, Any] | None:
     }
 
 
+def _holder(show: Show, holder: Any) -> dict[str, Any] | None:
+    """Who keeps it (a name a user recognises) and the lines that put objects into it."""
+    if not isinstance(holder, dict) or not holder.get("name"):
+        return None
+    rows = [["holder", str(holder["name"])]]
+    if holder.get("kind"):
+        rows.append(["kind", str(holder["kind"])])
+    lines = [str(line) for line in holder.get("lines") or []]
+    for i, line in enumerate(lines[:5]):
+        rows.append(["put there at" if i == 0 else "", line])
+    return {"view": "table", "title": show.title, "columns": ["", ""], "code": [False, True], "rows": rows}
+
+
 def _as_rows(show: Show, value: Any) -> dict[str, Any] | None:
     """A view this writer does not know (a newer kind table): the field as one key/value row."""
     if value is None:
@@ -98,6 +111,7 @@ _VIEWS: dict[str, Callable[[Show, Any], dict[str, Any] | None]] = {
     "chain": _chain,
     "site_rates": _site_rates,
     "role_rates": _role_rates,
+    "holder": _holder,
 }
 
 

@@ -41,6 +41,7 @@ _VERDICT_STYLE = {
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 TOP_OWNERS = 10
 SITES_SHOWN = 3
+_COUNTS = ("live_nodes", "py_blocks")
 _MEMORY_ROWS = (
     ("RSS", "rss_bytes"),
     ("heap", "heap_bytes"),
@@ -184,21 +185,25 @@ def _memory(run: Run, console: Console) -> None:
         xs, ys = series(run, key, phases=(LOOP,))
         if not ys:
             continue
-        unit = (lambda v: f"{v:,.0f}") if key == "live_nodes" else human_bytes
+        unit = (lambda v: f"{v:,.0f}") if key in _COUNTS else human_bytes
         values = f"{unit(ys[0])} → {unit(ys[-1])}" if len(ys) > 1 else unit(ys[0])
-        if max(ys) > max(ys[0], ys[-1]):
-            values += f" (peak {unit(max(ys))})"
-        lines.append((label, ys, values, trend(run, key).words()))
-    values_w = max((len(v) for _, _, v, _ in lines), default=0)
+        peak = f" (peak {unit(max(ys))})" if max(ys) > max(ys[0], ys[-1]) else ""
+        lines.append((label, ys, values, peak, trend(run, key).words()))
+    drawn = any(len(ys) >= MIN_LINE_POINTS for _, ys, *_ in lines)  # too few points: no sparkline to misread
+    fixed = 2 + 7 + 2 + 2 + 1  # indent, label, gaps, margin
     verdict_w = max((len(w) for *_, w in lines), default=0)
-    drawn = any(len(ys) >= MIN_LINE_POINTS for _, ys, _, _ in lines)  # too few points: no sparkline to misread
-    room = max(4, min(40, console.width - 2 - 7 - 2 - values_w - 2 - verdict_w - 1)) if drawn else 0
-    for label, ys, values, verdict in lines:
+    values_w = max((len(v) + len(p) for _, _, v, p, _ in lines), default=0)
+    if fixed + values_w + verdict_w + (6 if drawn else 0) > console.width:  # narrow: peaks go first
+        lines = [(label, ys, values, "", words) for label, ys, values, _, words in lines]
+        values_w = max((len(v) for _, _, v, _, _ in lines), default=0)
+    room = min(40, console.width - fixed - values_w - verdict_w - 2) if drawn else 0
+    room = room if room >= 4 else 0  # no room left: the numbers matter more than the picture
+    for label, ys, values, peak, verdict in lines:
         line = Text(f"  {label:<7}")
         if room:
             spark = sparkline(ys, width=room) if len(ys) >= MIN_LINE_POINTS else ""
             line.append(spark.ljust(room) + "  ", style="cyan")
-        line.append(f"{values.ljust(values_w)}  ")
+        line.append(f"{(values + peak).ljust(values_w)}  ")
         line.append(verdict, style="red" if verdict.startswith("growing") else "")
         console.print(line)
     count = len(run.samples)
