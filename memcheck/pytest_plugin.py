@@ -97,6 +97,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return result
 
     import memcheck as mc
+    from memcheck.cli.base import conclude  # the one path from a run to its record and verdict
 
     session = None
     try:
@@ -106,9 +107,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             _after_the_test(session)
     except (Exception, pytest.fail.Exception) as exc:  # the body failed: its report is wanted too
         if session is not None and not isinstance(exc, pytest.xfail.Exception):
-            _write_html(item, session.run)
+            failed = conclude(
+                session, exc, out_dir=None, render=False, fail_on=options.fail_on, show_error=lambda _: None
+            )  # pytest shows the test's own error
+            _write_html(item, failed.run)
         raise
-    _verdict(item, options, session.run.findings, samples, session, deferred=False)
+    outcome = conclude(session, None, out_dir=None, render=False, fail_on=options.fail_on)
+    _verdict(item, options, outcome.run.findings if outcome.run else [], samples, session, deferred=False)
     return result
 
 
