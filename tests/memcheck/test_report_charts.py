@@ -110,3 +110,24 @@ def test_a_batch_shares_one_copy_of_plotly(tmp_path: Path, capsys) -> None:
         text = page.read_text(encoding="utf-8")
         assert re.search(rf'<script src="{re.escape(scripts[0].name)}"></script>', text)
         assert page.stat().st_size < scripts[0].stat().st_size / 5
+
+
+class TypedSample:
+    """Shaped like the core's typed samples: fields as attributes, plus ``to_dict()``."""
+
+    def __init__(self, **fields) -> None:
+        self.__dict__.update(fields)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def test_typed_samples_render_like_dicts(tmp_path: Path) -> None:
+    dicts = make_run()
+    typed = make_run(samples=[TypedSample(**s) for s in dicts.samples])
+    assert render_text(typed, 100) == render_text(dicts, 100)
+    assert chart_specs(typed) == chart_specs(dicts)
+    assert series(typed, "rss_bytes") == series(dicts, "rss_bytes")
+    path = tmp_path / "typed.json"
+    typed.to_json(path)
+    assert Run.from_json(path).samples == dicts.samples
