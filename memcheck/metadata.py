@@ -95,7 +95,7 @@ def _gpu() -> str | None:
 
 def _memory_total() -> int | None:
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         return int(psutil.virtual_memory().total)
     except Exception:  # psutil missing or unsupported platform

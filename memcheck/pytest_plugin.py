@@ -13,7 +13,7 @@ only the call phase (``pytest_runtest_call``); a suite that uses none of it sees
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,9 @@ def memcheck_fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Remember a failed call, so the fixture's teardown knows to write the report."""
     report = yield
     if report.when == "call" and report.failed:
@@ -211,7 +213,7 @@ def _verdict(
     root = Path(item.config.invocation_params.dir)
     lines = [_finding_lines(f, root) for f in failing]
     growth = growth_per_repeat(samples) if options.max_growth_bytes is not None else None
-    if growth is not None and growth > options.max_growth_bytes:
+    if growth is not None and options.max_growth_bytes is not None and growth > options.max_growth_bytes:
         lines.append(_growth_lines(growth, options, len(samples), session, root))
     if not lines:
         return

@@ -86,7 +86,14 @@ def run_scenario(
             from memcheck.soak import soak
 
             step = scenario.build(fixed)
-            return soak(step, iterations=n, progress=progress, name=name, samples_path=samples_path, **kwargs)
+            return soak(
+                step,
+                iterations=n,
+                progress=progress,
+                name=name,
+                samples_path=None if samples_path is None else Path(samples_path),
+                **kwargs,
+            )
         session = memcheck.watch(name=name, command=command, **scenario.watch_kwargs)
         try:
             with session:  # build inside: the model's parameters are watched from their birth

@@ -58,7 +58,7 @@ def shared_plotly(folder: Path) -> str:
     name = f"plotly-{_plotly_version()}.min.js"
     target = folder / name
     if not target.is_file() or target.stat().st_size < 1000:
-        from plotly.offline import get_plotlyjs
+        from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
         write_text_atomic(target, get_plotlyjs())
     return name
@@ -159,7 +159,7 @@ def _site_rows(run: Run) -> list[dict[str, str]]:
 
 
 def _ledger_rows(run: Run) -> list[tuple[str, str]]:
-    rows = []
+    rows: list[tuple[str, str]] = []
     for key, value in run.ledger_summary.items():
         if key == "by_role" and isinstance(value, dict):
             rows.extend((f"live bytes: {role}", human_bytes(b)) for role, b in value.items())
@@ -201,13 +201,13 @@ def _environment() -> jinja2.Environment:
 
 @lru_cache(maxsize=1)
 def _plotly_version() -> str:
-    import plotly
+    import plotly  # type: ignore[import-untyped]
 
     return re.sub(r"[^0-9A-Za-z.]+", "-", str(getattr(plotly, "__version__", "unknown")))
 
 
 @lru_cache(maxsize=1)
 def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
     return re.sub(r"</(script)", r"<\\/\1", get_plotlyjs(), flags=re.IGNORECASE)

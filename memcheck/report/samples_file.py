@@ -108,6 +108,8 @@ def run_from_samples(path: str | os.PathLike[str]) -> Run:
 def growth_from_samples(samples: list[dict[str, Any]], header: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The soak's robust slope per signal over the samples after warm-up; None when it cannot be had."""
     try:
+        import numpy as np
+
         from memcheck.slope import estimate
     except ImportError:  # pragma: no cover - the core always has it
         return None
@@ -126,8 +128,8 @@ def growth_from_samples(samples: list[dict[str, Any]], header: dict[str, Any] | 
         points = [(s["iteration"], s[key]) for s in post if isinstance(s.get(key), (int, float))]
         if len(points) >= 2:
             est = estimate(
-                [p[0] for p in points],
-                [p[1] for p in points],
+                np.asarray([p[0] for p in points], dtype=float),
+                np.asarray([p[1] for p in points], dtype=float),
                 _MIN_SLOPE[name],
                 noise_floor=_NOISE_FLOOR.get(name, 0.0),
                 min_samples=_MIN_SAMPLES,
