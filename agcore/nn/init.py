@@ -1,7 +1,8 @@
 """``agcore.nn.init``: PyTorch's in-place initialisers, drawing from agcore's seeded generator.
 
 Each fills ``tensor`` in place without recording a graph, bumps its version
-(as any in-place change does) and returns it. ``generator`` may be an
+when something already tracks it (a fresh parameter's counter stays at 0) and
+returns it. ``generator`` may be an
 ``agcore.Generator`` or a NumPy ``Generator``; by default the one
 ``agcore.manual_seed`` seeds.
 """
@@ -28,7 +29,8 @@ def _fill(tensor: Tensor, host: Any, op: str) -> Tensor:
     data = tensor.data
     xp = backend.xp_of(data)
     data[...] = host if xp.__name__ == "numpy" or not hasattr(host, "shape") else xp.asarray(host)
-    _bump(tensor, op, user_site(1))
+    if tensor._version is not None:  # no counter yet: nothing saved or viewed it, no one can miss the change
+        _bump(tensor, op, user_site(1))
     return tensor
 
 

@@ -53,6 +53,22 @@ class Parameter(Tensor):
         return (Parameter, (backend.to_numpy(self.data), self.requires_grad))
 
 
+class _Members(list):
+    """A list that is also an iterator, as PyTorch's ``parameters()`` generator: ``next(model.parameters())``.
+
+    (agcore's ``parameters()`` returned a list; code that iterates it twice keeps working.)
+    """
+
+    _next = 0
+
+    def __next__(self) -> Any:
+        i = self._next
+        if i >= len(self):
+            raise StopIteration
+        self._next = i + 1
+        return self[i]
+
+
 class _IncompatibleKeys(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
@@ -278,9 +294,9 @@ class Module:
         """``(qualified name, parameter)``, each parameter once (a tied weight under its first name)."""
         return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
-    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
-        for _, p in self.named_parameters(recurse=recurse):
-            yield p
+    def parameters(self, recurse: bool = True) -> _Members:
+        """Every parameter once; iterable as PyTorch's generator (``next()`` works) and reusable as a list."""
+        return _Members(p for _, p in self.named_parameters(recurse=recurse))
 
     def named_buffers(
         self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True

@@ -7,9 +7,10 @@ announced to observers with role ``optimizer_state`` (owner: the parameter).
 
 Updates run in place and make no temporary the size of a weight: every
 elementwise update goes through :func:`chunks`, which walks a parameter in slices
-of at most ``CHUNK`` elements and gives each slice a view of a small scratch
-buffer per dtype (announced once, owned by no tensor). A step bumps the version of
-each parameter it changes, so a graph that saved the old value can tell.
+of at most ``CHUNK`` elements and gives each slice views of a small work buffer
+per dtype, made once per ``step()``. A step bumps the version of each parameter it
+changes, so a graph that saved the old value can tell; then it announces
+``on_step`` (the natural end of a training iteration).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Optimizer:
         self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
         self._scratch: dict[Any, Any] = {}
+        self._largest = 0  # elements of the largest parameter
         if isinstance(params, Tensor):
             raise TypeError(
                 "params argument given to the optimizer should be an iterable of Tensors or dicts, but got a Tensor"
@@ -87,6 +89,7 @@ class Optimizer:
         if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(group)
+        self._largest = max([self._largest] + [p.data.size for p in params])
 
     # -- agcore's older single-group API ------------------------------------------------------
     @property
@@ -126,8 +129,11 @@ class Optimizer:
                 state.grad_enabled = before
         site = user_site(1)
         op = type(self).__name__ + ".step"
-        for group in self.param_groups:
-            self._step_group(group, op, site)
+        try:
+            for group in self.param_groups:
+                self._step_group(group, op, site)
+        finally:
+            self._scratch.clear()  # the work buffers are temporaries of this step
         if observers:
             announce("on_step", self)
         return loss
@@ -156,15 +162,17 @@ class Optimizer:
         return state
 
     def scratch(self, like: Any, n: int) -> Any:
-        """A 1-D work buffer of ``min(n, CHUNK)`` elements of ``like``'s dtype (kept; grown as needed)."""
-        key = (like.dtype, backend.device_of(like))
+        """Two rows of ``min(n, CHUNK)`` work elements of ``like``'s dtype, for this step only.
+
+        A temporary, like those inside an op (not a buffer any tensor owns, so not announced):
+        made at the first need in a ``step()``, grown as needed, dropped when the step ends.
+        """
+        key = (like.dtype, type(like))
         buf = self._scratch.get(key)
-        size = min(n, CHUNK)
+        size = min(max(n, self._largest), CHUNK)  # one buffer per step fits every parameter
         if buf is None or buf.shape[1] < size:
             buf = backend.xp_of(like).empty((2, size), dtype=like.dtype)
             self._scratch[key] = buf
-            if observers:
-                announce("on_alloc", buf, "optimizer_state", None)
         return buf
 
     # -- state dict -----------------------------------------------------------------------------

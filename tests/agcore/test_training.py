@@ -60,7 +60,7 @@ def test_gradients_agree_with_pytorch() -> None:
     ag.cross_entropy(model(ag.tensor(x)).tanh() * 2.0, t).backward()
     params = [torch.tensor(p.numpy(), requires_grad=True) for p in model.parameters()]
     w0, b0, w1, b1 = params
-    h = torch.relu(torch.from_numpy(x) @ w0 + b0) @ w1 + b1
+    h = torch.relu(torch.from_numpy(x) @ w0.T + b0) @ w1.T + b1  # weights (out, in), as torch.nn.Linear
     torch.nn.functional.cross_entropy(torch.tanh(h) * 2.0, torch.from_numpy(t)).backward()
     for p, q in zip(model.parameters(), params):
         np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-4, atol=1e-6)
