@@ -151,7 +151,10 @@ def _owners(run: Run, console: Console) -> None:
     if not run.top_owners:
         return
     rows = run.top_owners[:TOP_OWNERS]
-    site_width = max(16, min(32, console.width // 3))
+    # the site gets what it needs up to what leaves the owner 16 columns; it is elided, never folded
+    role_w = max(len(str(row.get("role", ""))) for row in rows)
+    longest = max(len(short_site(str(row.get("site", "")))) for row in rows)
+    site_width = max(16, min(longest, console.width - 16 - role_w - 9 - 5 - 14))
     table = Table(title="Top owners by live bytes", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("owner", overflow="fold", ratio=1)
     table.add_column("role", no_wrap=True)
