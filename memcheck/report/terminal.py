@@ -151,12 +151,14 @@ def _owners(run: Run, console: Console) -> None:
     if not run.top_owners:
         return
     rows = run.top_owners[:TOP_OWNERS]
-    # the site gets what it needs up to what leaves the owner 16 columns; it is elided, never folded
+    # the site gets what it needs unless the owners need it more; it is elided, never folded
     role_w = max(len(str(row.get("role", ""))) for row in rows)
+    owner_w = max(len(owner_label(row.get("owner"))) for row in rows)
     longest = max(len(short_site(str(row.get("site", "")))) for row in rows)
-    site_width = max(16, min(longest, console.width - 16 - role_w - 9 - 5 - 14))
+    rest = role_w + 32  # bytes, count and the gaps between five columns
+    site_width = max(16, min(longest, max(24, console.width - owner_w - rest), console.width - 16 - rest))
     table = Table(title="Top owners by live bytes", box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("owner", overflow="fold", ratio=1)
+    table.add_column("owner", overflow="fold")
     table.add_column("role", no_wrap=True)
     table.add_column("bytes", justify="right", no_wrap=True)
     table.add_column("count", justify="right", no_wrap=True)
