@@ -100,6 +100,14 @@ def owner_label(owner: Any) -> str:
     return text if text and text != "-" else "unnamed"
 
 
+def finding_owner(finding: Finding) -> str:
+    """Who owns a finding's memory: its owner, else the holder its evidence names, else ``unknown``."""
+    holder = finding.evidence.get("holder") if isinstance(finding.evidence, dict) else None
+    name = holder.get("name") if isinstance(holder, dict) else None
+    text = owner_label(finding.owner if finding.owner not in (None, "", "-") else name)
+    return "unknown" if text == "unnamed" else text
+
+
 def short_site(site: str, width: int | None = None, root: str | None = None) -> str:
     """A site as short as it can be while still naming its line: relative to the working folder.
 

@@ -26,6 +26,7 @@ from memcheck.report.charts import chart_specs, script_json
 from memcheck.report.files import write_text_atomic
 from memcheck.report.format import (
     culprit,
+    finding_owner,
     human_bytes,
     human_duration,
     human_rate,
@@ -102,7 +103,7 @@ def _finding_view(number: int, finding: Finding) -> dict[str, Any]:
     return {
         "number": number,
         "f": finding,
-        "owner": owner_label(finding.owner),
+        "owner": finding_owner(finding),
         "doc": kind_of(finding.kind).doc,
         "culprit": culprit(finding),
         "other_sites": finding.sites[1:],

@@ -19,6 +19,7 @@ from memcheck.findings import KIND_TABLE, Finding
 from memcheck.report import evidence
 from memcheck.report.charts import MIN_LINE_POINTS
 from memcheck.report.format import (
+    finding_owner,
     human_bytes,
     human_duration,
     ordered_findings,
@@ -95,7 +96,7 @@ def _findings(run: Run, console: Console) -> None:
             str(number),
             Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")),
             Text(f.kind),
-            Text(owner_label(f.owner)),
+            Text(finding_owner(f)),
             human_bytes(f.bytes) if f.bytes else "",
         )
     console.print(table)
