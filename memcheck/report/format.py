@@ -144,12 +144,21 @@ def _relative(path: str, root: str | None) -> str:
 
 
 def sparkline(values: list[float], width: int = 48) -> str:
-    """Unicode blocks, one per bucket of samples (each bucket shows its maximum)."""
+    """Unicode blocks: the first and last samples as they are, each bucket between shows its maximum.
+
+    A spike is never averaged away, and the first sample (often 0, before the
+    model exists) keeps its own block instead of vanishing into a bucket of
+    larger ones, which drew a rise as flat.
+    """
     if not values:
         return ""
-    if len(values) > width:
-        edges = [int(i * len(values) / width) for i in range(width + 1)]
-        values = [max(values[edges[i] : max(edges[i + 1], edges[i] + 1)]) for i in range(width)]
+    if len(values) > width >= 3:
+        inner, slots = values[1:-1], width - 2
+        edges = [int(i * len(inner) / slots) for i in range(slots + 1)]
+        middle = [max(inner[edges[i] : max(edges[i + 1], edges[i] + 1)]) for i in range(slots)]
+        values = [values[0], *middle, values[-1]]
+    elif len(values) > width:
+        values = values[-width:]
     low, high = min(values), max(values)
     if high == low:
         return _BLOCKS[0] * len(values)

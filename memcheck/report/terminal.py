@@ -223,7 +223,7 @@ def _memory(run: Run, console: Console) -> None:
 
 
 def _span(run: Run) -> str:
-    xs, _ = series(run, "iteration")
+    xs, _ = series(run, "iteration", phases=(LOOP,))
     if not xs:
         return "no iterations"
     return f"iterations {min(xs)}–{max(xs)}" if min(xs) != max(xs) else f"all at iteration {xs[0]}"

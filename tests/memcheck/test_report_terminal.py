@@ -161,3 +161,5 @@ def test_sparkline_shapes() -> None:
     assert list(rising) == sorted(rising)
     spike = sparkline([0] * 50 + [9] + [0] * 49, width=10)
     assert "█" in spike  # a bucket shows its maximum, so one spike is never averaged away
+    step = sparkline([0] + [5] * 100, width=20)
+    assert step[0] == "▁" and set(step[1:]) == {"█"}  # the first sample keeps its block: a rise, not flat
