@@ -87,8 +87,8 @@ class Run:
             "verdict": self.verdict,
             "findings": [f.to_dict() for f in self.findings],
             "samples": [s if isinstance(s, dict) else s.to_dict() for s in self.samples],
-            "top_owners": self.top_owners,
-            "sites": self.sites,
+            "top_owners": [r if isinstance(r, dict) else r.to_dict() for r in self.top_owners],
+            "sites": [r if isinstance(r, dict) else r.to_dict() for r in self.sites],
             "ledger_summary": self.ledger_summary,
             "growth": self.growth,
             "metadata": self.metadata,
@@ -226,7 +226,9 @@ def _finding(data: Any, index: int, source: str) -> Finding:
 
 
 def _jsonable(value: Any) -> Any:
-    """Numbers and arrays from NumPy become plain JSON values."""
+    """Typed records become their dicts; numbers and arrays from NumPy become plain JSON values."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     if hasattr(value, "tolist"):
         return value.tolist()
     if hasattr(value, "item"):

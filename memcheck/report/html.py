@@ -37,6 +37,7 @@ from memcheck.report.format import (
     status_notes,
 )
 from memcheck.report.growth import headline
+from memcheck.report.series import rows
 from memcheck.run import Run
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -136,7 +137,7 @@ def _owner_rows(run: Run) -> list[dict[str, str]]:
             "count": str(r.get("count", "-")),
             "site": str(r.get("site", "-")),
         }
-        for r in run.top_owners[:MAX_TABLE_ROWS]
+        for r in rows(run.top_owners)[:MAX_TABLE_ROWS]
     ]
 
 
@@ -145,7 +146,7 @@ def _site_rows(run: Run) -> list[dict[str, str]]:
         rate = row.get("bytes_per_iteration")
         return (-(rate if isinstance(rate, (int, float)) else float("-inf")), -float(row.get("bytes") or 0))
 
-    rows = sorted((r for r in run.sites if isinstance(r, dict)), key=key)[:MAX_TABLE_ROWS]
+    table = sorted(rows(run.sites), key=key)[:MAX_TABLE_ROWS]
     return [
         {
             "site": str(r.get("site", "-")),
@@ -155,7 +156,7 @@ def _site_rows(run: Run) -> list[dict[str, str]]:
             "rate": human_rate(r.get("bytes_per_iteration")),
             "source": str(r.get("source", "-")),
         }
-        for r in rows
+        for r in table
     ]
 
 

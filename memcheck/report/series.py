@@ -27,6 +27,17 @@ def as_dict(sample: Any) -> dict[str, Any]:
     return sample if isinstance(sample, dict) else dict(sample.to_dict())
 
 
+def rows(items: Any) -> list[dict[str, Any]]:
+    """Table rows (``Run.sites``, ``Run.top_owners``) as dicts, whether stored as dicts or typed records."""
+    out = []
+    for item in items or []:
+        if isinstance(item, dict):
+            out.append(item)
+        elif hasattr(item, "to_dict"):
+            out.append(dict(item.to_dict()))
+    return out
+
+
 def samples_of(run_or_samples: Any) -> list[Any]:
     samples = getattr(run_or_samples, "samples", run_or_samples)
     return list(samples or [])

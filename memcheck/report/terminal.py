@@ -32,6 +32,7 @@ from memcheck.report.format import (
 )
 from memcheck.report.growth import headline, trend
 from memcheck.report.series import LOOP, phases_of, series
+from memcheck.report.series import rows as table_rows
 from memcheck.run import Run
 
 _VERDICT_STYLE = {
@@ -151,7 +152,7 @@ def _block_lines(block: dict, width: int) -> list[Text]:
 def _owners(run: Run, console: Console) -> None:
     if not run.top_owners:
         return
-    rows = run.top_owners[:TOP_OWNERS]
+    rows = table_rows(run.top_owners)[:TOP_OWNERS]
     # the site gets what it needs unless the owners need it more; it is elided, never folded
     role_w = max(len(str(row.get("role", ""))) for row in rows)
     owner_w = max(len(owner_label(row.get("owner"))) for row in rows)

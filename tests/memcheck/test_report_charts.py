@@ -131,3 +131,14 @@ def test_typed_samples_render_like_dicts(tmp_path: Path) -> None:
     path = tmp_path / "typed.json"
     typed.to_json(path)
     assert Run.from_json(path).samples == dicts.samples
+
+
+def test_typed_table_rows_render_and_serialise_like_dicts(tmp_path: Path) -> None:
+    dicts = make_run()
+    typed = make_run(
+        sites=[TypedSample(**r) for r in dicts.sites], top_owners=[TypedSample(**r) for r in dicts.top_owners]
+    )
+    assert render_text(typed, 100) == render_text(dicts, 100)
+    assert render_html(typed) == render_html(dicts)
+    typed.to_json(tmp_path / "rows.json")
+    assert Run.from_json(tmp_path / "rows.json") == dicts
