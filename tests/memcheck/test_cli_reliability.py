@@ -272,3 +272,32 @@ def test_script_exit_status_and_script_args_stay_the_scripts(tmp_path: Path, cap
     )
     assert main(["run", str(script), "-o", str(tmp_path / "r"), "--", "--flag"]) == 0
     assert "args ['--flag']" in capsys.readouterr().out
+
+
+def test_sigterm_during_memcheck_run_writes_the_report_and_exits_143(tmp_path: Path) -> None:
+    script = tmp_path / "forever.py"
+    ready = tmp_path / "ready"
+    script.write_text(
+        textwrap.dedent(f"""
+        import pathlib, time
+        import agcore as ag
+        w = ag.randn(8, 8, requires_grad=True, name="w")
+        for i in range(10**9):
+            (w * 2).sum().backward()
+            if i == 20:
+                pathlib.Path({str(ready)!r}).write_text("x")
+            time.sleep(0.005)
+    """),
+        encoding="utf-8",
+    )
+    proc = start("run", script, "-o", tmp_path / "reports")
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 143, out + err
+    assert "Traceback" not in err + out
+    (report,) = (tmp_path / "reports").glob("*.json")
+    assert Run.from_json(report).interrupted
