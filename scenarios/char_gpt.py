@@ -19,9 +19,7 @@ from __future__ import annotations
 import math
 import os
 
-os.environ.setdefault(
-    "OPENBLAS_NUM_THREADS", "1"
-)  # small matrices: idle BLAS threads spinning cost more than they give
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: spinning BLAS threads cost more than they give
 
 from pathlib import Path  # noqa: E402
 
