@@ -58,6 +58,20 @@ def ordered_findings(run: Run) -> list[Finding]:
     return sorted(run.findings, key=lambda f: (-severity_rank(f.severity), -f.bytes))
 
 
+def display_verdict(run: Run) -> str:
+    """The verdict a reader sees: ``partial`` for a run rebuilt from a killed run's samples (never judged)."""
+    return "partial" if run.partial and not run.findings else run.verdict
+
+
+def no_findings_text(run: Run) -> str:
+    """What an empty findings list means for this run (the same words in every writer)."""
+    if run.partial:
+        return "No findings: the run was killed before memcheck could judge it (memory below, from its samples)."
+    if run.error:
+        return "No memory problems found in what ran before the error."
+    return "No memory problems found."
+
+
 def severity_counts(run: Run) -> str:
     """``2 errors, 1 warning`` (most severe first), or ``no findings``."""
     parts = []

@@ -26,10 +26,12 @@ from memcheck.report.charts import chart_specs, script_json
 from memcheck.report.files import write_text_atomic
 from memcheck.report.format import (
     culprit,
+    display_verdict,
     finding_owner,
     human_bytes,
     human_duration,
     human_rate,
+    no_findings_text,
     ordered_findings,
     owner_label,
     plural,
@@ -42,7 +44,7 @@ from memcheck.run import Run
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 MAX_TABLE_ROWS = 200
-_VERDICT_TITLE = {"clean": "Clean", "warnings": "Warnings", "problems": "Problems"}
+_VERDICT_TITLE = {"clean": "Clean", "warnings": "Warnings", "problems": "Problems", "partial": "Partial"}
 
 
 def write_html(run: Run, path: str | os.PathLike[str], shared_assets: bool = False) -> Path:
@@ -77,10 +79,11 @@ def render_html(run: Run, plotly_src: str | None = None) -> str:
         .get_template("report.html.j2")
         .render(
             run=run,
-            verdict=run.verdict,
-            verdict_title=_VERDICT_TITLE.get(run.verdict, run.verdict),
+            verdict=display_verdict(run),
+            verdict_title=_VERDICT_TITLE.get(display_verdict(run), run.verdict),
             counts=severity_counts(run),
             notes=status_notes(run),
+            no_findings=no_findings_text(run),
             summary=_summary(run),
             findings=[_finding_view(n, f) for n, f in enumerate(ordered_findings(run), 1)],
             charts=[{"id": s["id"], "title": s["title"], "verdict": s["verdict"]} for s in specs],

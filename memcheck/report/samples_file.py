@@ -141,9 +141,7 @@ def growth_from_samples(samples: list[dict[str, Any]], header: dict[str, Any] | 
     probe = certain[0] if certain else ("ledger" if "ledger" in signals else next(iter(signals)))
     return {
         "source": "samples file",
-        "bytes_per_iteration": float(signals[probe]["slope"])
-        if probe != "nodes"
-        else float(signals.get("ledger", signals[probe])["slope"]),
+        "bytes_per_iteration": _bytes_rate(signals, probe),
         "probe": probe,
         "certain": bool(certain),
         "warmup": warmup,
@@ -152,6 +150,13 @@ def growth_from_samples(samples: list[dict[str, Any]], header: dict[str, Any] | 
         **({"nodes_per_iteration": float(signals["nodes"]["slope"])} if "nodes" in signals else {}),
         "signals": signals,
     }
+
+
+def _bytes_rate(signals: dict[str, Any], probe: str) -> float:
+    """Bytes per iteration of the judged signal; for graph nodes (a count), the larger byte signal, as the soak."""
+    if probe != "nodes":
+        return float(signals[probe]["slope"])
+    return max((float(signals[k]["slope"]) for k in ("rss", "ledger", "heap") if k in signals), default=0.0)
 
 
 def _name_from(path: Path) -> str:

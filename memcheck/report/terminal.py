@@ -19,9 +19,11 @@ from memcheck.findings import KIND_TABLE, Finding
 from memcheck.report import evidence
 from memcheck.report.charts import MIN_LINE_POINTS
 from memcheck.report.format import (
+    display_verdict,
     finding_owner,
     human_bytes,
     human_duration,
+    no_findings_text,
     ordered_findings,
     owner_label,
     plural,
@@ -36,6 +38,7 @@ from memcheck.report.series import rows as table_rows
 from memcheck.run import Run
 
 _VERDICT_STYLE = {
+    "partial": ("? PARTIAL", "bold yellow"),
     "clean": ("✓ CLEAN", "bold green"),
     "warnings": ("! WARNINGS", "bold yellow"),
     "problems": ("✗ PROBLEMS", "bold red"),
@@ -65,7 +68,7 @@ def render_terminal(run: Run, console: Console) -> None:
 
 def verdict_text(run: Run) -> Text:
     """The verdict, the finding counts, iterations, duration and how the run ended."""
-    label, style = _VERDICT_STYLE.get(run.verdict, (run.verdict.upper(), "bold"))
+    label, style = _VERDICT_STYLE.get(display_verdict(run), (run.verdict.upper(), "bold"))
     text = Text(label, style=style)
     text.append("  memcheck run ")
     text.append(repr(run.name), style="bold")
@@ -77,12 +80,7 @@ def verdict_text(run: Run) -> Text:
 def _findings(run: Run, console: Console) -> None:
     findings = ordered_findings(run)
     if not findings:
-        if run.partial:
-            message = "No findings: the run was killed before memcheck could judge it (memory below)."
-        elif run.error:
-            message = "No memory problems found in what ran before the error."
-        else:
-            message = "No memory problems found."
+        message = no_findings_text(run)
         console.print(Text(message, style="yellow" if run.partial or run.error else "green"))
         console.print()
         return

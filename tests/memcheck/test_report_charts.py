@@ -142,3 +142,19 @@ def test_typed_table_rows_render_and_serialise_like_dicts(tmp_path: Path) -> Non
     assert render_html(typed) == render_html(dicts)
     typed.to_json(tmp_path / "rows.json")
     assert Run.from_json(tmp_path / "rows.json") == dicts
+
+
+def test_a_partial_run_is_never_called_clean(tmp_path: Path) -> None:
+    path = tmp_path / "soak_mlp-20250101-120000-123-ab12.samples.jsonl"
+    lines = [json.dumps(sample(i, 10 * i)) for i in range(30)]
+    path.write_text("\n".join(lines) + '\n{"iteration": 300, "t"', encoding="utf-8")
+    from memcheck.report.samples_file import run_from_samples
+
+    run = run_from_samples(path)
+    assert run.name == "soak_mlp" and run.partial and run.iterations == 290
+    text, page = render_text(run, 80), render_html(run)
+    assert text.startswith("? PARTIAL") and "CLEAN" not in text
+    assert "No memory problems found" not in text and "No memory problems found" not in page
+    assert "killed before memcheck could judge it" in page and ">Partial<" in page
+    assert run.growth is not None and run.growth["certain"]  # the fixture's ledger grows linearly
+    assert trend(run, "ledger_total_bytes").words() in text and trend(run, "ledger_total_bytes").words() in page
