@@ -41,6 +41,7 @@ class Kind:
     severity: str
     doc: str
     shows: tuple[Show, ...] = ()
+    chart_window: str | None = None  # evidence field ``[first, last]`` iterations the charts shade
 
     @property
     def drawn_fields(self) -> tuple[str, ...]:
@@ -64,7 +65,8 @@ _ROWS = (
     Kind("growth", "error",
          "Memory grows with every iteration: bytes per iteration by allocation site and by role.",
          (Show("holder", "holder", "Who holds it"), Show("chain", "chain", "Retention chain (root first)"),
-          Show("site_rates", "by_site", "Growth by allocation site"), Show("role_rates", "by_role", "Growth by role"))),
+          Show("site_rates", "by_site", "Growth by allocation site"), Show("role_rates", "by_role", "Growth by role")),
+         chart_window="window"),
     Kind("ref_cycle", "warning",
          "A reference cycle keeps tensors alive until the cyclic garbage collector runs."),
     Kind("script_error", "error",

@@ -13,6 +13,7 @@ import html
 import json
 from typing import Any
 
+from memcheck.findings import kind_of
 from memcheck.report.growth import trend
 from memcheck.report.series import LOOP, TEARDOWN, phase, role_series, samples_of, series
 from memcheck.run import Run
@@ -231,7 +232,8 @@ def _mark_growth_windows(run: Run, specs: list[dict[str, Any]]) -> None:
     """Shade the iteration window a growth finding measured, so the chart shows what it judged."""
     shapes = []
     for finding in run.findings:
-        window = finding.evidence.get("window") if finding.kind == "growth" else None
+        field = kind_of(finding.kind).chart_window
+        window = finding.evidence.get(field) if field else None
         if isinstance(window, list) and len(window) == 2 and all(isinstance(w, (int, float)) for w in window):
             shapes.append(
                 {

@@ -87,6 +87,7 @@ def render_html(run: Run, plotly_src: str | None = None) -> str:
             summary=_summary(run),
             findings=[_finding_view(n, f) for n, f in enumerate(ordered_findings(run), 1)],
             charts=[{"id": s["id"], "title": s["title"], "verdict": s["verdict"]} for s in specs],
+            shaded=any(s["layout"].get("shapes") for s in specs),
             charts_json=Markup(script_json([{k: s[k] for k in ("id", "data", "layout")} for s in specs])),
             plotly_js=Markup(_plotly_js()) if plotly_src is None and specs else None,
             plotly_src=plotly_src if specs else None,
