@@ -141,7 +141,8 @@ def signal_rows(signals: Any) -> list[dict[str, str]]:
     for name, est in signals.items():
         if not isinstance(est, dict):
             continue
-        unit = count_rate if name == "nodes" else human_rate
+        counted = est.get("unit", "nodes" if name in ("nodes", "py_blocks") else "bytes") != "bytes"
+        unit = count_rate if counted else human_rate
         low, high = _num_or_none(est.get("lower")), _num_or_none(est.get("upper"))
         out.append(
             {

@@ -98,6 +98,19 @@ def test_screenshot_is_a_painted_report(report: Path, tmp_path: Path) -> None:
     assert r > 150 and g < 110 and b < 110, f"banner pixel {(r, g, b)} is not the 'problems' red"
 
 
+def test_a_batch_report_draws_with_the_shared_plotly_beside_it(tmp_path: Path) -> None:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    page = write_html(make_run(), folder / "a.html", shared_assets=True)
+    assert len(list(folder.glob("plotly-*.min.js"))) == 1
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert 'data-charts-drawn="4"' in dom and not re.search(r'class="[^"]*chart-failed', dom)
+    for script in folder.glob("plotly-*.min.js"):  # moved without it: the page says what is missing
+        script.unlink()
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert "plotly.js did not load (keep plotly-" in dom
+
+
 # -- a tiny PNG reader (zlib + struct), so the test needs no imaging library -------------------------
 
 
