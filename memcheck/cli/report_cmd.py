@@ -77,8 +77,9 @@ def _folder(output: str | None, count: int) -> Path | None:
     as_folder = path.is_dir() or output.endswith(("/", "\\")) or count > 1
     if not as_folder:
         return None
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{path} is a file: several inputs need -o to name a folder")
+    named_file = not path.exists() and path.suffix.lower() in SUFFIXES and not output.endswith(("/", "\\"))
+    if (path.exists() and not path.is_dir()) or named_file:
+        raise OutputError(f"{path} names a file: several inputs need -o to name a folder (end it with /)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
