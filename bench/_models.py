@@ -8,7 +8,10 @@ overhead benchmark both time against these, so the baseline is the same code.
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,7 @@ LR = 0.01
 
 
 def make_params(sizes: tuple[int, ...], seed: int = 0, dtype: Any = np.float32) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(W (in, out), b (out,)), ...]`` initialised like ``ag.nn.Linear``: uniform +-1/sqrt(in), zero bias."""
+    """``[(W (in, out), b (out,)), ...]``: W uniform +-1/sqrt(in) (``ag.nn.Linear``'s bound, transposed), zero bias."""
     rng = np.random.default_rng(seed)
     params = []
     for n_in, n_out in zip(sizes, sizes[1:]):
@@ -95,7 +98,7 @@ def agcore_step(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> Callab
     """One agcore training step: zero_grad, forward, loss, backward, SGD."""
     model = ag.nn.MLP([params[0][0].shape[0]] + [w.shape[1] for w, _ in params])
     for layer, (w, b) in zip(model.layers, params):
-        layer.weight.data[...] = w
+        layer.weight.data[...] = w.T  # nn.Linear's weight is (out, in), as torch's
         layer.bias.data[...] = b
     opt = ag.optim.SGD(model.parameters(), lr=LR)
     xt = ag.tensor(x)
@@ -110,3 +113,20 @@ def agcore_step(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> Callab
         return out.data
 
     return step
+
+
+NANOGPT = Path(__file__).resolve().parent.parent / "tests" / "agcore" / "nanogpt_model.py"
+
+
+def load_nanogpt(lib: str) -> types.ModuleType:
+    """nanoGPT's model.py (the tests' copy) on ``lib``: "torch" as written, "agcore" with only its imports changed."""
+    source = NANOGPT.read_text(encoding="utf-8")
+    if lib == "agcore":
+        source = source.replace("import torch\n", "import agcore as torch\n", 1)
+        source = source.replace("import torch.nn as nn\n", "import agcore.nn as nn\n", 1)
+        source = source.replace("from torch.nn import functional as F\n", "from agcore.nn import functional as F\n", 1)
+    module = types.ModuleType(f"nanogpt_bench_{lib}")
+    module.__file__ = str(NANOGPT)
+    sys.modules[module.__name__] = module
+    exec(compile(source, str(NANOGPT), "exec"), module.__dict__)
+    return module
