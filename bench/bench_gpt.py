@@ -191,9 +191,8 @@ def torch_step_peak(torch: Any, step: Any) -> int:
 def makemore(torch: Any) -> dict[str, Any]:
     """An MLP over characters as in makemore part 2: C (27, 10), context 3, hidden 200, tanh, batch 32."""
     rng = np.random.default_rng(0)
-    C, W1, b1, W2, b2 = (
-        rng.standard_normal(s).astype(np.float32) * 0.1 for s in [(27, 10), (30, 200), (200,), (200, 27), (27,)]
-    )
+    shapes = [(27, 10), (30, 200), (200,), (200, 27), (27,)]
+    C, W1, b1, W2, b2 = (rng.standard_normal(s).astype(np.float32) * 0.1 for s in shapes)
     X = rng.integers(0, 27, (32, 3))
     Y = rng.integers(0, 27, 32)
     steps = {}
