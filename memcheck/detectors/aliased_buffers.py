@@ -37,7 +37,8 @@ def _overlaps(spans: list[tuple[int, int, int, object]]) -> list[tuple[object, o
 
 
 def _grad_findings(obs: Observations) -> list[Finding]:
-    spans = [(g[0], g[1], leaf.grad or 0, leaf) for leaf in obs.leaves if (g := leaf.grad_span) is not None]
+    # each leaf is its own identity: two tensors holding the very same gradient array is the bug itself
+    spans = [(g[0], g[1], i, leaf) for i, leaf in enumerate(obs.leaves) if (g := leaf.grad_span) is not None]
     findings = []
     for a, b, nbytes in _overlaps(spans):
         n1, n2 = a.name, b.name  # type: ignore[attr-defined]
@@ -57,6 +58,7 @@ def _grad_findings(obs: Observations) -> list[Finding]:
                     "tensors": [n1, n2],
                     "buffer_bytes": nbytes,
                     "what": "grad",
+                    "same_array": a.grad == b.grad,  # type: ignore[attr-defined]
                     "address": [b.grad_span[0], b.grad_span[1]],
                 },  # type: ignore[attr-defined]  # fmt: skip
             )

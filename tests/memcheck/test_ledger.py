@@ -11,6 +11,7 @@ import pytest
 import agcore as ag
 import memcheck
 from memcheck.ledger import Ledger
+from memcheck.records import SiteRow
 from tests.markers import marker_site
 
 
@@ -81,13 +82,20 @@ def test_top_owners_and_sites_group_live_bytes() -> None:
         led.add(keep[-1], "activation", None, ("loop.py", 3), None)
     led.add(w.data, "param", w, "model.py:1", None)
     top = led.top_owners()
-    assert top[0] == {"owner": "<unnamed activation>", "role": "activation", "bytes": 4096, "count": 4,
-                      "site": "loop.py:3"}
+    # an unnamed buffer is named as a user reads it: its role and the line that made it
+    assert top[0] == {
+        "owner": "activation from loop.py:3",
+        "role": "activation",
+        "bytes": 4096,
+        "count": 4,
+        "site": "loop.py:3",
+    }
     assert top[1]["owner"] == "w" and top[1]["bytes"] == 16
-    rows = {r["site"]: r for r in led.sites(iterations=4)}
-    assert rows["loop.py:3"]["bytes"] == 4096 and rows["loop.py:3"]["bytes_per_iteration"] == 1024.0
-    assert rows["model.py:1"]["bytes_per_iteration"] is None  # born once: not a rate
-    assert all(r["source"] == "ledger" for r in rows.values())
+    rows = {r.site: r for r in led.sites(iterations=4)}
+    assert all(isinstance(r, SiteRow) for r in rows.values())
+    assert rows["loop.py:3"].bytes == 4096 and rows["loop.py:3"].bytes_per_iteration == 1024.0
+    assert rows["model.py:1"].bytes_per_iteration is None  # born once: not a rate
+    assert all(r.source == "ledger" for r in rows.values())
 
 
 # -- the ledger of a watched training step ---------------------------------------

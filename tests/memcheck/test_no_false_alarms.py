@@ -10,6 +10,12 @@ import pytest
 import agcore as ag
 import memcheck
 from agcore.function import Function
+from tests.markers import marker_site
+
+
+def site(marker: str) -> str:
+    """``path:line`` of the one line of this file that ends with the comment ``# marker``."""
+    return marker_site(__file__, marker)
 
 
 @pytest.fixture(autouse=True)
@@ -95,8 +101,33 @@ def _every_op(a: ag.Tensor, b: ag.Tensor, m: ag.Tensor, w: ag.Tensor, bias: ag.T
         ag.concatenate([a, b], axis=0), ag.stack([a, b], axis=1),
         ag.log_softmax(a, axis=1), ag.ops.linear(a, w.T, bias), ag.ops.linear_relu(a, w.T, bias), _Square.apply(a),
     ]  # fmt: skip
-    total = sum(t.sum() for t in terms)
+    total = sum(t.sum() for t in terms) + sum(t.sum() for t in _torch_style_ops(a, b, pos))
     return total + ag.cross_entropy(a, np.array([0, 1, 2])) + ag.mse_loss(a, b)
+
+
+def _torch_style_ops(a: ag.Tensor, b: ag.Tensor, pos: ag.Tensor) -> list[ag.Tensor]:
+    """The torch-style ops, in-place writes into copies and views included (none into a saved tensor)."""
+    fn = ag.nn.functional
+    written = a.clone()
+    written[0] = b[0]  # a view written in place: CopySlices
+    written[[1, 2]] = b[1:]  # an advanced index written in place: IndexPut
+    filled = a.clone()
+    filled[1:].fill_(0.5)
+    copied = a.clone()
+    copied.copy_(b)
+    base = a.clone()
+    view = base[1:]
+    base.mul_(2.0)  # the view's history is regenerated: ViewChain
+    q = a.reshape(1, 3, 4)
+    return [
+        a.abs(), a.double().float(), a.clamp(-0.5, 0.5), a.T.contiguous(), a.cos(), a.sin(), pos.sqrt(),
+        a.cumsum(1), fn.dropout(a, 0.5, training=True), a[:1].expand(3, 4), ag.maximum(a, b), ag.minimum(a, b),
+        a.gather(1, ag.tensor(np.array([[0], [1], [2]]))), fn.gelu(a), fn.layer_norm(a, (4,)),
+        a.masked_fill(ag.tensor(np.eye(3, 4, dtype=bool)), 0.0), a.min(), pos.prod(), a.repeat(2, 1),
+        fn.scaled_dot_product_attention(q, q, q), fn.softmax(a, dim=1), a.tril(), a.triu(1), a.var(), view,
+        ag.where(a > 0, a, b), written, filled, copied,
+        ag.ops.nll_loss(fn.log_softmax(a, dim=1), ag.tensor(np.array([0, 1, 2]))),
+    ]  # fmt: skip
 
 
 class _OpNames(ag.observe.Observer):
@@ -116,7 +147,7 @@ def test_every_op_forward_and_backward_is_clean() -> None:
         return ag.tensor(rng.standard_normal(shape).astype("float32"), requires_grad=True, name=name)
 
     ops = _OpNames()
-    with memcheck.watch(name="every-op", sample_every=1, trace_sites=True) as s:
+    with memcheck.watch(name="every-op", sample_every=1, trace_sites=True) as s:  # every-op-watch
         ag.observe.attach(ops)
         try:
             a, b, m = leaf(3, 4, name="a"), leaf(3, 4, name="b"), leaf(5, 4, name="m")
@@ -135,8 +166,25 @@ def test_every_op_forward_and_backward_is_clean() -> None:
         if isinstance(getattr(ag.ops, name), type) and issubclass(getattr(ag.ops, name), Function)
     }  # fmt: skip
     assert len(builtin) >= 20
+    if not ag.gpu_available():
+        builtin.discard("ToDevice")  # a copy to another device needs one
     missing = builtin - ops.names
     assert not missing, f"ops never exercised here: {sorted(missing)}"
     assert "_Square" in ops.names
-    acts = [r for r in s.ledger if r.role == "activation"]
+    acts = [r for r in s.ledger if r.role == "activation" and r.site != site("every-op-watch")]
     assert acts and all(r.graph == "default" for r in acts)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Recorder.grad_writes/grad_written look a tensor up in Recorder.leaves (keyed by weakref.ref): the dict "
+    "falls back to == between two weakrefs of one tensor, which calls agcore's elementwise Tensor.__eq__; that "
+    "makes a new tensor, recorded as an activation at the user's `with` line (and __bool__ of the result raises "
+    "for tensors of more than one value on some agcore versions)",
+)
+def test_memcheck_makes_no_tensors_of_its_own() -> None:
+    with memcheck.watch() as s:  # own-watch
+        a = ag.tensor(np.ones((3, 4), "float32"), requires_grad=True, name="a")
+        (a * 2).sum().backward()
+    assert not [r for r in s.ledger if r.site == site("own-watch")]
+    assert sorted(r.role for r in s.ledger) == ["activation", "activation", "grad", "param"]

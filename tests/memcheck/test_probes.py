@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import pytest
 import agcore as ag
 import memcheck
 from memcheck import probes
+from memcheck.records import Sample
 from memcheck.tracewindow import TraceWindow
 from tests.markers import marker_site
 
 SAMPLE_KEYS = {
-    "iteration", "t", "rss_bytes", "numpy_bytes", "numpy_peak_bytes", "ledger_bytes", "ledger_total_bytes",
-    "live_tensors", "live_nodes", "gc_counts", "gc_collections", "gpu_used_bytes", "gpu_total_bytes",
+    "iteration", "t", "rss_bytes", "heap_bytes", "py_blocks", "numpy_bytes", "numpy_peak_bytes", "ledger_bytes",
+    "ledger_total_bytes", "live_tensors", "live_nodes", "gc_counts", "gc_collections", "gpu_used_bytes",
+    "gpu_total_bytes", "memcheck_bytes", "phase",
 }  # fmt: skip
 
 
@@ -35,8 +38,14 @@ def _collect() -> None:
 def test_sample_has_every_contract_field_with_plain_json_values() -> None:
     with memcheck.watch(sample_every=1) as s:
         smp = s.iteration()
-    assert set(smp) == SAMPLE_KEYS
-    assert smp["iteration"] == 1 and smp["t"] >= 0
+    assert isinstance(smp, Sample)
+    d = smp.to_dict()
+    assert set(d) == SAMPLE_KEYS
+    assert json.loads(json.dumps(d)) == d and Sample.from_dict(d) == smp  # plain JSON values, round trip
+    assert smp["iteration"] == smp.iteration == 1 and smp["t"] >= 0 and smp["phase"] == "loop"
+    assert isinstance(smp["py_blocks"], int) and smp["py_blocks"] > 0
+    assert smp["heap_bytes"] is None or (isinstance(smp["heap_bytes"], int) and smp["heap_bytes"] > 0)
+    assert isinstance(smp["memcheck_bytes"], int)
     assert isinstance(smp["rss_bytes"], int) and smp["rss_bytes"] > 0
     assert len(smp["gc_counts"]) == 3 and all(isinstance(c, int) for c in smp["gc_counts"])
     assert isinstance(smp["gc_collections"], int)
@@ -51,6 +60,25 @@ def test_rss_probe_agrees_with_psutil_and_sees_a_big_allocation() -> None:
     block = np.ones(64 << 20, np.uint8)  # 64 MiB, touched
     assert probe.read() - before >= 48 << 20
     del block
+
+
+@pytest.mark.skipif(probes.heap_bytes() is None, reason="needs glibc's mallinfo2")
+def test_heap_probe_sees_numpy_arrays_no_tensor_owns_and_reads_flat_after_free() -> None:
+    gc.collect()
+    before = probes.heap_bytes()
+    kept = [np.ones(128) for _ in range(64)]  # 64 KiB in 1 KiB arrays: below RSS's resolution
+    grown = probes.heap_bytes() - before
+    assert 48 * 1024 <= grown < 96 * 1024  # NumPy may hand out a few blocks it had cached
+    del kept
+    assert abs(probes.heap_bytes() - before) < 16 * 1024
+
+
+def test_py_blocks_probe_counts_small_python_objects() -> None:
+    before = probes.py_blocks()
+    kept = [object() for _ in range(1000)]
+    assert probes.py_blocks() - before >= 1000
+    del kept
+    assert abs(probes.py_blocks() - before) < 100
 
 
 def test_gc_counts_report_collections() -> None:

@@ -57,7 +57,7 @@ def test_ledger_records_each_buffer_with_role_owner_site_and_iterations() -> Non
     assert (gr.bytes, gr.shape, gr.site, gr.birth_iter) == (48, (4, 3), site("backward"), 1)
     np.testing.assert_allclose(w.grad, x.data.T @ (x.data @ w.data > 0).astype("float32"))
 
-    acts = [r for r in s.ledger if r.role == "activation" and r.shape == (2, 3)]
+    acts = [r for r in s.ledger if r.role == "activation" and r.bytes == 2 * 3 * 4]
     assert len(acts) == 2  # x @ w, then relu
     assert {r.site for r in acts} == {site("y-born")}
     assert all(r.birth_iter == 1 and r.graph == "default" for r in acts)
@@ -68,7 +68,7 @@ def test_ledger_records_each_buffer_with_role_owner_site_and_iterations() -> Non
 
 
 def test_run_serialises_and_round_trips(tmp_path: Path) -> None:
-    with memcheck.watch(name="round-trip", sample_every=1) as s:
+    with memcheck.watch(name="round-trip", sample_every=1, boundaries="user") as s:
         w = ag.tensor([1.0, 2.0], requires_grad=True, name="w")
         for _ in range(3):
             (w * w).sum().backward()
@@ -121,14 +121,14 @@ def test_exception_inside_the_block_is_recorded_and_reraised() -> None:
     assert site("raise-here").rsplit(":", 1)[1] in err["traceback"] and __file__ in err["traceback"]
     assert s.run.iterations == 1 and s.run.verdict == "problems"
     assert not s.active and memcheck.current_session() is None
-    assert not s.interrupted
+    assert not s.outcome.interrupted
 
 
 def test_keyboard_interrupt_marks_the_run_interrupted() -> None:
     with pytest.raises(KeyboardInterrupt):
         with memcheck.watch() as s:
             raise KeyboardInterrupt
-    assert s.interrupted and s.run.interrupted
+    assert s.outcome.interrupted and s.run.interrupted
     assert s.run.error is None  # the user stopped it: not an error of the run
     assert s.run.verdict == "clean"
 
@@ -147,7 +147,7 @@ def test_current_session_is_the_innermost_active_one() -> None:
 def test_detaches_from_agcore_on_exit() -> None:
     before = list(ag.observe.observers)
     with memcheck.watch() as s:
-        assert s.watcher in ag.observe.observers
+        assert len(ag.observe.observers) == len(before) + 1
     assert ag.observe.observers == before
     records = s.ledger.total_records
     ag.tensor([1.0, 2.0]) * 2  # not watched any more
@@ -189,11 +189,15 @@ def test_model_and_optimizer_built_before_the_watch_are_adopted() -> None:
     opt = ag.optim.Adam(model.parameters(), lr=0.1)
     ag.cross_entropy(model(ag.randn(4, 3)), np.array([0, 1, 1, 0])).backward()
     opt.step()  # allocates Adam's two state buffers per parameter
-    with memcheck.watch() as s:
-        pass
+    with memcheck.watch() as s:  # adopted when first used: the model by its forward, the state by a step
+        opt.zero_grad()
+        ag.cross_entropy(model(ag.randn(4, 3)), np.array([0, 1, 1, 0])).backward()
+        opt.step()
     params = {r.owner_name(): r for r in s.ledger if r.role == "param"}
     assert set(params) == {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}
     assert all(r.site == "<before watch>" for r in params.values())
+    states = [r for r in s.ledger if r.role == "optimizer_state"]
+    assert states and all(r.site == "<before watch>" for r in states)
     nbytes = sum(p.data.nbytes for p in model.parameters())
     assert sum(r.bytes for r in params.values()) == nbytes
     by_role = s.run.ledger_summary["by_role"]
@@ -201,12 +205,13 @@ def test_model_and_optimizer_built_before_the_watch_are_adopted() -> None:
 
 
 def test_a_failing_detector_does_not_hide_the_blocks_exception(monkeypatch: pytest.MonkeyPatch) -> None:
-    from memcheck import detectors
+    from memcheck import judge
+    from memcheck.observations import Observations
 
-    def broken(session: memcheck.Session) -> list:
+    def broken(obs: Observations) -> list:
         raise RuntimeError("detector bug")
 
-    monkeypatch.setattr(detectors, "DETECTORS", (broken,))
+    monkeypatch.setattr(judge, "DETECTORS", (broken,))
     with pytest.warns(RuntimeWarning, match="detector bug"), pytest.raises(ZeroDivisionError):
         with memcheck.watch() as s:
             1 / 0  # noqa: B018
@@ -243,4 +248,84 @@ def test_slow_samples_are_taken_less_often() -> None:
     taken = got["samples"] - 2  # less the samples at enter and exit
     # at most one sample per max(20 ms, 10 x its cost): sampling stays under ~10% of the time
     assert got["cost"] > 0.002 and taken <= 0.5 / max(0.02, 10 * got["cost"]) * 1.5 + 2
-    assert all(got["numpy"])
+    assert all(got["numpy"][:-1])  # every loop sample of a deep session reads NumPy's domain
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Session.__exit__ takes the teardown sample with recorder.sample(phase='teardown') without "
+    "numpy_bytes=(mode == 'deep'): a deep session's last sample has numpy_bytes None",
+)
+def test_deep_mode_teardown_sample_reads_numpy_too() -> None:
+    with memcheck.watch(mode="deep") as s:
+        s.iteration()
+    assert [smp["phase"] for smp in s.samples][-1] == "teardown"
+    assert all(smp["numpy_bytes"] is not None for smp in s.samples)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ledger.BufferRecord.shape reads the live array: a dead record's shape is () and its to_dict() "
+    "says shape [] (the shape is not kept at birth)",
+)
+def test_dead_records_keep_their_shape() -> None:
+    with memcheck.watch() as s:
+        y = ag.tensor(np.ones((2, 4), "float32")) * 2
+        del y
+    dead = [r for r in s.ledger.dead_records() if r.role == "activation"]
+    assert dead and all(r.shape == (2, 4) and r.to_dict()["shape"] == [2, 4] for r in dead)
+
+
+# -- iteration boundaries --------------------------------------------------------
+
+
+def _step_loop(n: int, with_optimizer: bool, mark: bool = False, **watch: str) -> memcheck.Session:
+    ag.manual_seed(0)
+    model = ag.nn.MLP([4, 8, 2])
+    opt = ag.optim.SGD(model.parameters(), lr=0.1)
+    x, y = ag.randn(6, 4), np.array([0, 1, 0, 1, 1, 0])
+    with memcheck.watch(**watch) as s:
+        for _ in range(n):
+            opt.zero_grad()
+            ag.cross_entropy(model(x), y).backward()
+            if with_optimizer:
+                opt.step()
+            if mark:
+                s.iteration()
+    return s
+
+
+def test_iterations_come_from_the_optimizer_step_or_else_the_root_backward() -> None:
+    assert _step_loop(7, with_optimizer=True).iterations == 7
+    assert _step_loop(5, with_optimizer=False).iterations == 5
+    assert _step_loop(4, with_optimizer=True, boundaries="backward").iterations == 4
+    assert _step_loop(4, with_optimizer=False, boundaries="step").iterations == 0
+    assert _step_loop(6, with_optimizer=True, boundaries="user").iterations == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Recorder.boundary under 'auto': before the first optimizer step every root backward counts, so two "
+    "backwards (gradient accumulation) before the first step give one iteration too many (3 steps -> 4)",
+)
+def test_a_backward_inside_a_step_counts_once_with_the_step() -> None:
+    ag.manual_seed(0)
+    w = ag.randn(4, 2, requires_grad=True)
+    opt = ag.optim.SGD([w], lr=0.1)
+    with memcheck.watch() as s:
+        for _ in range(3):
+            opt.zero_grad()
+            (ag.randn(3, 4) @ w).sum().backward()
+            (ag.randn(3, 4) @ w).sum().backward()  # two backwards, one step: one iteration
+            opt.step()
+    assert s.iterations == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Recorder.boundary under 'auto' counts every root backward before the first session.iteration() "
+    "as a boundary and never takes it back: a loop of N backward + session.iteration() reports N + 1 iterations",
+)
+def test_the_users_marks_decide_the_iterations_when_there_are_any() -> None:
+    assert _step_loop(5, with_optimizer=False, mark=True).iterations == 5
+    assert _step_loop(5, with_optimizer=True, mark=True).iterations == 5
