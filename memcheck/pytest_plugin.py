@@ -238,14 +238,10 @@ def _finding_lines(finding: Any, root: Path) -> list[str]:
 
 
 def _short(site: Any, root: Path) -> str:
-    """``path:line`` relative to where pytest ran, as pytest prints its own locations."""
-    path, sep, line = str(site).rpartition(":")
-    if not sep or not line.isdigit():
-        return str(site)
-    try:
-        return f"{Path(path).resolve().relative_to(root.resolve())}:{line}"
-    except (ValueError, OSError):
-        return str(site)
+    """``path:line`` relative to where pytest ran, as pytest prints its own locations (the reports' rule)."""
+    from memcheck.report.format import short_site
+
+    return short_site(str(site), root=str(root.resolve()))
 
 
 def _growth_lines(growth: float, options: Options, count: int, session: Any, root: Path) -> list[str]:
