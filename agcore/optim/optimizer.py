@@ -161,17 +161,17 @@ class Optimizer:
             state = self.state[p] = _ParamState()
         return state
 
-    def scratch(self, like: Any, n: int) -> Any:
-        """Two rows of ``min(n, CHUNK)`` work elements of ``like``'s dtype, for this step only.
+    def scratch(self, like: Any, n: int, rows: int = 2) -> Any:
+        """``rows`` rows of ``min(n, CHUNK)`` work elements of ``like``'s dtype, for this step only.
 
         A temporary, like those inside an op (not a buffer any tensor owns, so not announced):
         made at the first need in a ``step()``, grown as needed, dropped when the step ends.
         """
-        key = (like.dtype, type(like))
+        key = (like.dtype, type(like), rows)
         buf = self._scratch.get(key)
         size = min(max(n, self._largest), CHUNK)  # one buffer per step fits every parameter
         if buf is None or buf.shape[1] < size:
-            buf = backend.xp_of(like).empty((2, size), dtype=like.dtype)
+            buf = backend.xp_of(like).empty((rows, size), dtype=like.dtype)
             self._scratch[key] = buf
         return buf
 
@@ -264,7 +264,7 @@ def bump(p: Tensor, op: str, site: str) -> None:
         announce("on_inplace", p, op, counter.value, site)
 
 
-def chunks(opt: Optimizer, p: Any, g: Any, *state: Any) -> Iterator[tuple[Any, ...]]:
+def chunks(opt: Optimizer, p: Any, g: Any, *state: Any, rows: int = 2) -> Iterator[tuple[Any, ...]]:
     """``(scratch_a, scratch_b, p_slice, g_slice, *state_slices)`` over flat slices of at most ``CHUNK`` elements.
 
     ``p``, ``g`` (read only) and ``state`` are same-shaped arrays; the slices are views, so writes
@@ -276,12 +276,13 @@ def chunks(opt: Optimizer, p: Any, g: Any, *state: Any) -> Iterator[tuple[Any, .
         xp = backend.xp_of(p)
         yield (xp.empty_like(p), xp.empty_like(p), p, g, *state)
         return
-    work = opt.scratch(p, n)
+    work = opt.scratch(p, n, rows)
+    second = rows - 1  # with one row, both scratch slices are the same row
     flat = [p.reshape(-1), g.reshape(-1)] + [a.reshape(-1) for a in state]
     if n <= CHUNK:
-        yield (work[0, :n], work[1, :n], *flat)
+        yield (work[0, :n], work[second, :n], *flat)
         return
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         m = stop - start
-        yield (work[0, :m], work[1, :m], *[f[start:stop] for f in flat])
+        yield (work[0, :m], work[second, :m], *[f[start:stop] for f in flat])

@@ -57,11 +57,11 @@ class SGD(Optimizer):
             data = p.data
             n = data.size
             if plain and n <= CHUNK and data.flags.c_contiguous:  # the common case, inlined: p -= lr * g
-                s = self.scratch(data, n)[0, :n].reshape(data.shape)
+                s = self.scratch(data, n, 1)[0, :n].reshape(data.shape)
                 multiply(g, lr, out=s)
                 subtract(data, s, out=data)
             elif plain:
-                for s, _, pc, gc in chunks(self, data, g):
+                for s, _, pc, gc in chunks(self, data, g, rows=1):
                     multiply(gc, lr, out=s)
                     subtract(pc, s, out=pc)
             else:

@@ -175,10 +175,12 @@ def test_linear_layout_init_and_value(torch) -> None:
     np.testing.assert_allclose(lin(ag.tensor(x)).numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_embedding_gradient_and_padding_idx_match_torch(torch) -> None:
-    weight = np.random.default_rng(1).standard_normal((6, 3))
-    idx = np.array([[1, 3, 1], [0, 5, 1]])
-    g = np.random.default_rng(2).standard_normal((2, 3, 3))
+@pytest.mark.parametrize("rows,n", [(6, 3), (4000, 300)])  # a one-hot matmul; sorted runs (a big table)
+def test_embedding_gradient_and_padding_idx_match_torch(torch, rows: int, n: int) -> None:
+    weight = np.random.default_rng(1).standard_normal((rows, 3))
+    idx = np.random.default_rng(0).integers(0, rows, (2, n))
+    idx[0, :2] = idx[1, -1] = 1  # repeated rows sum their gradients
+    g = np.random.default_rng(2).standard_normal((2, n, 3))
     for padding_idx in (None, 1):
         a = ag.tensor(weight, requires_grad=True)
         out = agF.embedding(idx, a, padding_idx=padding_idx)
@@ -190,7 +192,7 @@ def test_embedding_gradient_and_padding_idx_match_torch(torch) -> None:
         np.testing.assert_allclose(out.numpy(), t.detach()[torch.from_numpy(idx)].numpy())
         np.testing.assert_allclose(a.grad, t.grad.numpy(), rtol=1e-12)
     with pytest.raises(IndexError, match="out of range"):
-        agF.embedding(np.array([6]), ag.tensor(weight))
+        agF.embedding(np.array([rows]), ag.tensor(weight))
 
 
 def test_hooks_see_and_replace_and_remove() -> None:
