@@ -139,6 +139,8 @@ def interleaved(blocks: dict[str, Callable[[], float]], reps: int, budget_s: flo
 
 
 def count_label(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
 
 
