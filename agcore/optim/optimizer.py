@@ -24,7 +24,7 @@ from agcore.sites import user_site
 from agcore.tensor import Tensor
 
 #: elements per slice of an in-place update: the largest temporary an optimizer step makes
-CHUNK = 16384
+CHUNK = 32768
 
 
 class _Required:

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from numpy import add, multiply, negative, subtract
+from numpy import add, float32, float64, multiply, ndarray, negative, subtract
 
 from agcore.observe import observers
 from agcore.optim.optimizer import CHUNK, Optimizer, bump, chunks, required
+
+try:  # SciPy's BLAS, when installed: y += a * x in place, one pass, no temporary
+    from scipy.linalg.blas import daxpy as _daxpy
+    from scipy.linalg.blas import saxpy as _saxpy
+except ImportError:  # pragma: no cover - NumPy alone: the chunked update
+    _saxpy = _daxpy = None
+
+
+def _axpy_into(y: ndarray, x: ndarray, a: float) -> bool:
+    """``y += a * x`` in place through BLAS; False when it cannot (no SciPy, dtype, layout): use the fallback."""
+    dtype = y.dtype
+    fn = _saxpy if dtype == float32 else _daxpy if dtype == float64 else None
+    if fn is None or x.dtype != dtype or x.shape != y.shape:
+        return False
+    flat = y.reshape(-1)
+    return fn(x.reshape(-1), flat, a=a) is flat  # (a copy would mean the update went elsewhere: never here)
 
 
 class SGD(Optimizer):
@@ -50,14 +66,19 @@ class SGD(Optimizer):
         plain = not group["momentum"] and not group["weight_decay"]
         if plain and group["maximize"]:
             lr = -lr
+        work = None
         for p in group["params"]:
             g = p.grad
             if g is None:
                 continue
             data = p.data
             n = data.size
-            if plain and n <= CHUNK and data.flags.c_contiguous:  # the common case, inlined: p -= lr * g
-                s = self.scratch(data, n, 1)[0, :n].reshape(data.shape)
+            if plain and type(data) is ndarray and data.flags.c_contiguous and _axpy_into(data, g, -lr):
+                pass  # BLAS axpy: p += (-lr) * g in place, no work buffer at all
+            elif plain and n <= CHUNK:  # p -= lr * g through a work slice
+                if work is None or work.dtype != data.dtype:
+                    work = self.scratch(data, n, 1)[0]
+                s = work[:n] if data.ndim == 1 else work[:n].reshape(data.shape)
                 multiply(g, lr, out=s)
                 subtract(data, s, out=data)
             elif plain:

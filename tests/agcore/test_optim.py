@@ -141,10 +141,11 @@ def test_param_groups_validation() -> None:
 
 
 def test_step_changes_in_place_bumps_version_and_makes_no_weight_sized_temporary() -> None:
-    w = ag.tensor(np.ones((512, 512)), requires_grad=True)  # 2 MiB float64, 16 slices
+    w = ag.tensor(np.ones((1024, 1024)), requires_grad=True)  # 8 MiB float64, 32 slices
     data = w.data
-    for opt in (ag.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True), ag.optim.AdamW([w])):
-        w.grad = np.full((512, 512), 0.5)
+    plain = ag.optim.SGD([w], lr=0.1)  # BLAS axpy with SciPy, else slices
+    for opt in (plain, ag.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True), ag.optim.AdamW([w])):
+        w.grad = np.full((1024, 1024), 0.5)
         opt.step()  # allocates the state buffers
         tracemalloc.start()
         try:
