@@ -388,3 +388,5 @@ __all__ = [
 
 # --- nn helper exports below --- (add the names to __all__ too: __all__ += [...])
 from agcore.serialization import load, save  # noqa: E402  (torch.save / torch.load of state dicts)
+
+__all__ += ["load", "save"]
