@@ -343,7 +343,10 @@ class Tensor:
 
     # comparisons and logic: no gradient, bool tensors (as torch)
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return _const(self.data == _val(other))
+        out = _const(self.data == _val(other))
+        if other is self:  # see _SelfEq: weak dicts and sets compare a tensor with itself
+            out.__class__ = _SelfEq
+        return out
 
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
         return _const(self.data != _val(other))
@@ -927,6 +930,20 @@ def as_view(t: Tensor, info: ViewInfo) -> None:
     """Turn a fresh op output into a view of ``info.base``."""
     t.__class__ = _View
     t._view = info
+
+
+class _SelfEq(Tensor):
+    """``x == x``: the elementwise result, whose truth value is True (identity).
+
+    ``weakref.ref(x) == weakref.ref(x)`` (every WeakKeyDictionary, WeakSet and dict keyed by
+    weak references) asks ``bool(x == x)``; torch raises there for a tensor of several
+    elements, which makes weak containers of tensors unusable. Here it is True, as identity is.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
 
 
 class _HookHandle:

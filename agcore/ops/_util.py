@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agcore import backend
 from agcore.tensor import Tensor
 
 
@@ -18,7 +19,7 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     Returns ``grad`` itself when nothing was broadcast, else a fresh array (never a view).
     """
     if grad.shape == shape:
-        return grad
+        return grad if shape else backend.xp_of(grad).asarray(grad)  # 0-d math gives NumPy scalars
     extra = grad.ndim - len(shape)
     if extra > 0:
         grad = grad.sum(axis=tuple(range(extra)))
@@ -27,4 +28,5 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
         grad = grad.sum(axis=axes, keepdims=True)
     if grad.shape != shape:
         grad = grad.reshape(shape)
-    return grad
+    # a full reduction gives a NumPy scalar; later steps (reshape, item assignment) need an array
+    return backend.xp_of(grad).asarray(grad) if not shape else grad

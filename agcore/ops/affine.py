@@ -29,7 +29,7 @@ def _affine(x: Any, w: Any, b: Any) -> Any:
             "(out_features, in_features) as in torch, and the input's last dimension must be in_features"
         )
     if xd.dtype != wd.dtype:
-        raise TypeError(
+        raise RuntimeError(
             f"linear: input is {xd.dtype} but weight is {wd.dtype}; torch refuses mixed dtypes here too. "
             "Cast one side: x.float() / model.double()"
         )

@@ -73,8 +73,9 @@ class Mul(Function):
 
 
 class Div(Function):
-    """``a / b``. A Python number divided by a tensor saves the output, as torch's reciprocal does,
-    so an in-place change of the divisor afterwards does not break its backward."""
+    """``a / b``. A Python number divided by a tensor is ``c * (1/b)`` as in torch: the reciprocal
+    is kept privately, so an in-place change of the divisor or of the output afterwards does not
+    break its backward."""
 
     trusted = True
 
@@ -84,24 +85,22 @@ class Div(Function):
         ad = a.data if isinstance(a, Tensor) else a
         bd = b.data if isinstance(b, Tensor) else b
         ctx.shapes = (_shape(ad), _shape(bd))
-        out = ad / bd
         if nb and not isinstance(a, Tensor) and not backend.is_array(ad):
-            ctx.args = ad  # c / x: d/dx = -c / x**2 = -out**2 / c
-            ctx.save_for_backward(None, None, out)
-        else:
-            ctx.args = None
-            ctx.save_for_backward(a if nb else None, b if (na or nb) else None, None)
-        return out
+            recip = 1.0 / bd  # c / x: d/dx = -c * recip**2
+            ctx.args = ad
+            ctx.save_for_backward(None, None, recip)
+            return recip * ad
+        ctx.args = None
+        ctx.save_for_backward(a if nb else None, b if (na or nb) else None, None)
+        return ad / bd
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         na, nb = ctx.needs_input_grad
-        a, b, out = ctx.saved_tensors
+        a, b, recip = ctx.saved_tensors
         sa, sb = ctx.shapes
-        c = ctx.args
-        if out is not None:
-            gb = -g * out * out / c if c != 0 else g * 0 * out
-            return None, unbroadcast(gb, sb)
+        if recip is not None:
+            return None, unbroadcast(-g * ctx.args * recip * recip, sb)
         ga = unbroadcast(g / b, sa) if na else None
         gb = unbroadcast(-g * a / (b * b), sb) if nb else None
         return ga, gb
@@ -150,7 +149,8 @@ class Pow(Function):
         ga = gb = None
         if na:
             if backend.is_array(b):
-                d = b * a ** (b - 1)
+                with backend.numpy_module().errstate(divide="ignore", invalid="ignore"):  # 0**-1: masked below
+                    d = b * a ** (b - 1)
                 d = xp.where(b == 0, 0, d)
             elif b == 0:
                 d = xp.zeros_like(a)
@@ -161,8 +161,9 @@ class Pow(Function):
                 d = d * b
             ga = unbroadcast(g * d, sa)
         if nb:
-            la = xp.log(a) if backend.is_array(a) else xp.log(xp.asarray(a, dtype=out.dtype))
-            d = g * out * la
+            with backend.numpy_module().errstate(divide="ignore", invalid="ignore"):  # log(0): masked below
+                la = xp.log(a) if backend.is_array(a) else xp.log(xp.asarray(a, dtype=out.dtype))
+                d = g * out * la
             bb = b if backend.is_array(b) else xp.asarray(b)
             d = xp.where((xp.asarray(a) == 0) & (bb >= 0), 0, d)
             gb = unbroadcast(d, sb)
@@ -190,7 +191,7 @@ class MatMul(Function):
         ad = a.data if isinstance(a, Tensor) else a
         bd = b.data if isinstance(b, Tensor) else b
         if getattr(ad, "dtype", None) != getattr(bd, "dtype", None) and isinstance(a, Tensor) and isinstance(b, Tensor):
-            raise TypeError(
+            raise RuntimeError(
                 f"matmul: {ad.dtype} @ {bd.dtype}; torch refuses mixed dtypes here too. Cast one side (.float())"
             )
         ctx.save_for_backward(b if na else None, a if nb else None)

@@ -231,7 +231,7 @@ class IndexPut(Function):
         index = ctx.args
         ga = gv = None
         if na:
-            ga = g.copy()
+            ga = backend.xp_of(g).array(g, copy=True)  # an array even when g is a NumPy scalar
             ga[index] = 0
         if nv:
             gv = unbroadcast(g[index], ctx.shapes)

@@ -174,6 +174,7 @@ class ViewChain(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
+        g = backend.xp_of(g).asarray(g)
         for cls, arg, in_shape in reversed(ctx.args):
             g = cls.bwd(g, arg, in_shape)
         return g
@@ -194,18 +195,26 @@ class CopySlices(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
-        chain = ctx.args
+        chain, base_shape = ctx.args, ctx.shapes
+        xp = backend.xp_of(g)
+        g = xp.asarray(g)  # a full reduction may hand back a NumPy scalar: reshape would copy it
         gbase = None
         if ctx.needs_input_grad[0]:
             gbase = g.copy()
-            replay(gbase, chain)[...] = 0
+            region = replay(gbase, chain)
+            if region.size and not xp.may_share_memory(region, gbase):
+                # a step copied on this layout: find the region's elements through an index map instead
+                ids = replay(xp.arange(gbase.size).reshape(base_shape), chain)
+                gbase.reshape(-1)[ids.reshape(-1)] = 0
+            else:
+                region[...] = 0
         return gbase, replay(g, chain)
 
 
-def _node(fn: Any, inputs: tuple, args: Any, site: Any, graph: Any) -> Node:
+def _node(fn: Any, inputs: tuple, args: Any, site: Any, graph: Any, shapes: Any = None) -> Node:
     node = Node(fn, inputs, tuple(e is not None for e in inputs), site, graph)
     node.args = args
-    node.shapes = None
+    node.shapes = shapes
     return node
 
 
@@ -237,7 +246,7 @@ def copy_slices(view: Tensor, info: ViewInfo, op_node: Any, site_pair: tuple) ->
 
     base = info.base
     old = (base.grad_fn or base) if base.requires_grad else None
-    node = _node(CopySlices, (old, op_node), info.chain, site_pair, scope.DEFAULT.stack[-1])
+    node = _node(CopySlices, (old, op_node), info.chain, site_pair, scope.DEFAULT.stack[-1], base.data.shape)
     node.output = weakref.ref(base)
     base.grad_fn = node
     base.requires_grad = True
