@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from memcheck import slope
+from memcheck.detectors.retained_graph import MIN_ITERATIONS
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 from memcheck.records import GrowingContainer, Sample
@@ -116,7 +117,8 @@ def detect(obs: Observations) -> list[Finding]:
     window = judged.get("window", [0, obs.iteration])
     by_site = _by_site(obs)
     holder = _holder(obs)
-    retention = obs.retention.holder if obs.retention is not None else None
+    retained = obs.retention is not None and obs.retention.iterations >= MIN_ITERATIONS  # a graph that piles up
+    retention = obs.retention.holder if retained and obs.retention is not None else None
     held = holder.holder if holder is not None else retention
     if probe == "py_blocks" and (held is None or (holder is not None and holder.item_type in _PLAIN)):
         return []  # Python's blocks wander by a block or two: only a container that grows explains them

@@ -3,7 +3,9 @@
 After the boundary that ends iteration k, nodes made in iteration k may still
 be held by the loop's own variables (``loss``), but anything made before k is
 kept by something else: a history list of loss tensors, a running total, a
-hidden state carried across batches. The finding names the holder (the chain
+hidden state carried across batches. Graphs of a single earlier iteration are
+left alone: a variable still holding the last graph of a finished loop does not
+grow, and the next deep check sees a real leak span more. The finding names the holder (the chain
 from a root to the graph), the line that put the graph there in this run
 (first), and where the graph was made (evidence).
 """
@@ -14,10 +16,14 @@ from memcheck._util import unique
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 
+#: graphs of this many distinct earlier iterations make a leak; one graph that a variable still holds
+#: (the last ``loss`` of a finished loop, a tensor kept across a second backward) does not grow
+MIN_ITERATIONS = 2
+
 
 def detect(obs: Observations) -> list[Finding]:
     r = obs.retention
-    if r is None or r.nodes == 0:
+    if r is None or r.nodes == 0 or r.iterations < MIN_ITERATIONS:
         return []
     holder = r.holder
     per_iter = r.bytes / max(r.iterations, 1)

@@ -115,11 +115,6 @@ def test_dangling_ref_from_a_backward_through_a_released_graph() -> None:
     assert s.run.error["type"] == "GraphReleasedError"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AgcoreAdapter.on_backward_end counts a backward(retain_graph=True) as an iteration boundary, so the "
-    "graph backwarded twice in one step is 'retained' from an earlier iteration: a retained_graph error",
-)
 def test_dangling_ref_silent_with_retain_graph() -> None:
     with memcheck.watch() as s:
         a = ag.tensor([1.0, 2.0], requires_grad=True)

@@ -329,3 +329,18 @@ def test_a_backward_inside_a_step_counts_once_with_the_step() -> None:
 def test_the_users_marks_decide_the_iterations_when_there_are_any() -> None:
     assert _step_loop(5, with_optimizer=False, mark=True).iterations == 5
     assert _step_loop(5, with_optimizer=True, mark=True).iterations == 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AgcoreAdapter.on_backward_end ends an iteration at every root backward, retain_graph=True included: "
+    "a graph backwarded twice in one step counts two iterations",
+)
+def test_a_backward_that_retains_its_graph_does_not_end_the_iteration() -> None:
+    with memcheck.watch() as s:
+        for _ in range(3):
+            a = ag.tensor([1.0, 2.0], requires_grad=True)
+            loss = (a * a).sum()
+            loss.backward(retain_graph=True)
+            loss.backward()
+    assert s.iterations == 3
