@@ -123,7 +123,7 @@ def _decode(node: Any, array: Any) -> Any:
         return node
     if "tensor" in node or "parameter" in node:
         if "parameter" in node:
-            from agcore.nn.module import Parameter
+            from agcore.nn.parameter import Parameter
 
             return Parameter(array(node["parameter"]), requires_grad=node.get("requires_grad", True))
         return Tensor(array(node["tensor"]), requires_grad=bool(node.get("requires_grad")))

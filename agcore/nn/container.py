@@ -47,6 +47,8 @@ class Sequential(Module):
 class ModuleList(Module):
     """A list of modules, each registered (``h.0.attn.weight``); indexable like a list."""
 
+    _list: list[Module]
+
     def __init__(self, modules: Iterable[Module] | None = None) -> None:
         super().__init__()
         self.__dict__["_list"] = []

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from agcore import backend, scope
-from agcore.nn.module import _bump
+from agcore.nn.parameter import _bump
 from agcore.sites import user_site
 from agcore.tensor import Tensor
 

@@ -223,7 +223,7 @@ class MLP(Module):
         self.layers = ModuleList([Linear(a, b, device=device) for a, b in zip(sizes, sizes[1:])])
 
     def forward(self, x: Tensor) -> Tensor:
-        layers = self.layers._list
+        layers: list[Linear] = self.layers._list  # type: ignore[assignment]
         linear_relu = F._linear_relu
         for layer in layers[:-1]:  # hidden layers: affine + ReLU as one fused op (one node, one buffer)
             if layer.bias is None:

@@ -10,8 +10,8 @@ from agcore.observe import observers
 from agcore.optim.optimizer import CHUNK, Optimizer, bump, chunks, required
 
 try:  # SciPy's BLAS, when installed: y += a * x in place, one pass, no temporary
-    from scipy.linalg.blas import daxpy as _daxpy
-    from scipy.linalg.blas import saxpy as _saxpy
+    from scipy.linalg.blas import daxpy as _daxpy  # type: ignore[import-untyped]
+    from scipy.linalg.blas import saxpy as _saxpy  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - NumPy alone: the chunked update
     _saxpy = _daxpy = None
 
@@ -103,7 +103,7 @@ class SGD(Optimizer):
         maximize = group["maximize"]
         if momentum:
             first = self._param_state(p).get("momentum_buffer") is None
-            rest = (self._buffer(p, "momentum_buffer"),)
+            rest: tuple[Any, ...] = (self._buffer(p, "momentum_buffer"),)
         else:
             first, rest = False, ()
         for s, t, pc, gc, *bc in chunks(self, data, g, *rest):

@@ -1,0 +1,42 @@
+"""``Parameter``: a Tensor a Module registers; and the in-place bump that nn's writers share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from agcore import backend
+from agcore.observe import announce, observers
+from agcore.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module registers as a parameter; ``Parameter(t)`` shares ``t``'s storage.
+
+    Parameters have a ``__dict__`` (user code sometimes tags them); ops on them return plain Tensors.
+    """
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        if data is None:
+            data = numpy.empty((0,), dtype=numpy.float32)
+        elif isinstance(data, Tensor):
+            data = data.data
+        elif not backend.is_array(data):
+            data = numpy.asarray(data, dtype=numpy.float32)
+        super().__init__(data, requires_grad=requires_grad, role="param")
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (Parameter, (backend.to_numpy(self.data), self.requires_grad))
+
+
+def _bump(t: Tensor, op: str, site: str) -> None:
+    counter = t._counter()
+    counter.value += 1
+    counter.op = op
+    counter.site = site
+    if observers:
+        announce("on_inplace", t, op, counter.value, site)
