@@ -36,6 +36,7 @@ class Inspector:
         self.watch: LineWatch | None = None
         self.watch_closes_at = 0
         self._codes: list[types.CodeType] | None = None
+        self._caught_once = False
 
     # -- the line window ----------------------------------------------------------------
     def tick(self) -> bool:
@@ -66,6 +67,10 @@ class Inspector:
     # -- looking ----------------------------------------------------------------------
     def look(self, containers: bool = True) -> tuple[Retention | None, tuple[GrowingContainer, ...]]:
         """Retention and growing containers now, holders' lines filled in, a line window armed if useful."""
+        with holders.HEAP_WALK:
+            return self._look(containers)
+
+    def _look(self, containers: bool) -> tuple[Retention | None, tuple[GrowingContainer, ...]]:
         tokens: dict[str, Token] = {}
         retention, target = heapscan.find_retention(self.rec, with_holder=False)
         if retention is not None:
@@ -116,10 +121,14 @@ class Inspector:
 
         ``generation`` 1 looks at the young generations only: cheap, and where cycles made lately are.
         """
+        with holders.HEAP_WALK:
+            self._cycle_lines(generation)
+
+    def _cycle_lines(self, generation: int) -> None:
         flags = gc.get_debug()
         kept = len(gc.garbage)
         found: list[tuple[str, Any]] = []
-        catch, self.rec.catch_cycles = self.rec.catch_cycles, None  # this collection looks for itself
+        self.rec.catch_cycles = None  # this collection looks for itself
         try:
             gc.set_debug(flags | gc.DEBUG_SAVEALL)
             gc.collect(generation)
@@ -127,11 +136,12 @@ class Inspector:
         finally:
             gc.set_debug(flags)
             del gc.garbage[kept:]
-            self.rec.catch_cycles = catch
         gc.collect(generation)  # now for real: the recorder's gc callback counts what this frees
         self.rec.cycle_lines.update(self._lines_of(found))
         del found
-        if self.rec.cycle_buffers and not self.rec.cycle_lines:  # the collector freed them before we looked
+        if self.rec.cycle_buffers and not self.rec.cycle_lines and not self._caught_once:
+            # the collector freed them before we looked: keep the next collection's garbage aside, once
+            self._caught_once = True
             self.rec.catch_cycles = lambda garbage: self._lines_of(_closing_edges(garbage))
 
     def _lines_of(self, edges: list[tuple[str, Any]]) -> list[str]:
@@ -148,17 +158,25 @@ class Inspector:
 
 
 def _closing_edges(garbage: list[Any]) -> list[tuple[str, Any]]:
-    """``(attribute, value)`` through which an object in a cycle refers to a function or method (the back edge)."""
+    """``(attribute, value)`` through which an object in a cycle refers to a function or method (the back edge).
+
+    Reads each object's attributes through ``__dict__`` (Python 3.11 keeps instance attributes
+    inline: the dict is made on first read, so it is never among the garbage itself).
+    """
     ids = {id(o) for o in garbage}
-    owners = {id(d): o for o in garbage if isinstance(d := getattr(o, "__dict__", None), dict)}
     out: list[tuple[str, Any]] = []
-    for d in garbage:
-        if type(d) is not dict or id(d) not in owners:
+    for o in garbage:
+        if isinstance(o, (dict, list, tuple, type)) or not hasattr(o, "__dict__"):
             continue
-        for k, v in d.items():
+        attrs = getattr(o, "__dict__", None)
+        if not isinstance(attrs, dict):
+            continue
+        for k, v in attrs.items():
             if isinstance(k, str) and id(v) in ids and callable(v) and not isinstance(v, type):
                 out.append((k, v))
-    return out[:20]
+        if len(out) >= 20:
+            break
+    return out
 
 
 def _token(chain: list[Any], holder: Holder) -> Token | None:

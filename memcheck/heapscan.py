@@ -88,7 +88,11 @@ class ContainerScan:
         now: dict[int, tuple[type, int]] = {}
         grown: list[tuple[Any, float]] = []
         span = iteration - then
-        for obj in gc.get_objects():
+        # the older generations only: a container that lives across checks has been promoted there
+        # (the young collection below sees to it), and objects another thread is still building
+        # (a tuple being filled) are young: holding them would break that thread
+        gc.collect(0)
+        for obj in gc.get_objects(1) + gc.get_objects(2):
             t = type(obj)
             if t not in _CONTAINERS and not isinstance(obj, _CONTAINERS):
                 continue

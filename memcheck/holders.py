@@ -15,6 +15,7 @@ import dis
 import gc
 import sys
 import sysconfig
+import threading
 import time
 import types
 from collections import deque
@@ -31,6 +32,9 @@ _NOT_USER = tuple(
                 sysconfig.get_paths().get("platlib")} if p
 )  # fmt: skip
 _LRU = type(__import__("functools").lru_cache(maxsize=None)(lambda: None))
+#: one heap walk at a time: a walk holds what it visits, and two walks on two threads would
+#: visit (and so keep, in a cycle between their bookkeeping) each other's objects
+HEAP_WALK = threading.RLock()
 
 
 def is_user_file(path: str) -> bool:
@@ -43,17 +47,18 @@ def _module_dicts() -> dict[int, str]:
 
 
 def _frame_locals(skip: set[int]) -> dict[int, types.FrameType]:
-    """``id(value) -> frame`` for every local of every running user frame (3.11 hides them from gc)."""
+    """``id(value) -> frame`` for every local of this thread's running user frames (3.11 hides them from gc).
+
+    Only this thread: a session sees the thread that entered it, and reading another thread's
+    ``f_locals`` would pin its values (see :func:`unpin_locals`).
+    """
     out: dict[int, types.FrameType] = {}
-    seen: set[int] = set()
-    for top in list(sys._current_frames().values()):
-        f: Any = top
-        while f is not None and id(f) not in seen:
-            seen.add(id(f))
-            if id(f) not in skip and f.f_locals is not f.f_globals and is_user_file(f.f_code.co_filename):
-                for value in f.f_locals.values():
-                    out.setdefault(id(value), f)
-            f = f.f_back
+    f: Any = sys._getframe(1)
+    while f is not None:
+        if id(f) not in skip and f.f_locals is not f.f_globals and is_user_file(f.f_code.co_filename):
+            for value in f.f_locals.values():
+                out.setdefault(id(value), f)
+        f = f.f_back
     return out
 
 
@@ -65,16 +70,25 @@ def unpin_locals() -> None:
     graph. Emptying it is safe: the interpreter refills it from the fast locals before any
     tracer could write it back.
     """
-    for top in list(sys._current_frames().values()):
-        f: Any = top
-        while f is not None:
-            if is_user_file(f.f_code.co_filename) and f.f_locals is not f.f_globals:
-                f.f_locals.clear()
-            f = f.f_back
+    f: Any = sys._getframe(1)
+    while f is not None:
+        if is_user_file(f.f_code.co_filename) and f.f_locals is not f.f_globals:
+            f.f_locals.clear()
+        f = f.f_back
 
 
 def find_chain(target: Any, max_depth: int = 16, budget_s: float = 2.0) -> list[Any]:
-    """Objects from a root to ``target`` (root first), or [] when none was found in budget."""
+    """Objects from a root to ``target`` (root first), or [] when none was found in budget.
+
+    Breadth-first, one level at a time: ``gc.get_referrers`` scans the whole heap per call, so it
+    is called once per level with the whole frontier (never once per object), which keeps a
+    walk linear in the heap times the depth.
+    """
+    with HEAP_WALK:
+        return _walk(target, max_depth, budget_s)
+
+
+def _walk(target: Any, max_depth: int, budget_s: float) -> list[Any]:
     modules = _module_dicts()
     own: set[int] = set()  # memcheck's and agcore's frames on the stack are not roots
     f: Any = sys._getframe()
@@ -85,33 +99,38 @@ def find_chain(target: Any, max_depth: int = 16, budget_s: float = 2.0) -> list[
     held_by_frame = _frame_locals(own)
     parent: dict[int, Any] = {id(target): None}
     keep: dict[int, Any] = {id(target): target}
-    depth = {id(target): 0}
-    queue = deque([target])
-    ignore = {id(parent), id(keep), id(depth), id(queue), id(held_by_frame), id(modules), id(own)}
+    frontier = [target]
+    ignore = {id(parent), id(keep), id(held_by_frame), id(modules), id(own)}
     deadline = time.perf_counter() + budget_s
-    while queue and time.perf_counter() < deadline:
-        obj = queue.popleft()
-        frame = held_by_frame.get(id(obj))
-        if frame is not None:
-            return _unwind([frame, obj], parent)
-        if id(obj) in modules or (isinstance(obj, type) and depth[id(obj)] > 0 and _user_class(obj)):
-            return _unwind([obj], parent)
-        if isinstance(obj, types.FunctionType) and depth[id(obj)] >= 2 and obj.__closure__ and \
-                is_user_file(obj.__code__.co_filename):  # fmt: skip
-            return _unwind([obj], parent)  # a closure: its variables are what the user names
-        if depth[id(obj)] >= max_depth:
-            continue
-        referrers = gc.get_referrers(obj)
+    for depth in range(max_depth + 1):
+        for obj in frontier:
+            frame = held_by_frame.get(id(obj))
+            if frame is not None:
+                return _unwind([frame, obj], parent)
+            if id(obj) in modules or (isinstance(obj, type) and depth > 0 and _user_class(obj)):
+                return _unwind([obj], parent)
+            if isinstance(obj, types.FunctionType) and depth >= 2 and obj.__closure__ and \
+                    is_user_file(obj.__code__.co_filename):  # fmt: skip
+                return _unwind([obj], parent)  # a closure: its variables are what the user names
+        if depth == max_depth or not frontier or time.perf_counter() > deadline:
+            break
+        ignore.add(id(frontier))
+        level = {id(o) for o in frontier}
+        referrers = gc.get_referrers(*frontier)
         ignore.add(id(referrers))
+        nxt: list[Any] = []
         for r in referrers:
             rid = id(r)
             if rid in parent or rid in ignore or rid in own:
                 continue
-            parent[rid] = obj
-            keep[rid] = r
-            depth[rid] = depth[id(obj)] + 1
-            queue.append(r)
+            for x in gc.get_referents(r):
+                if id(x) in level:
+                    parent[rid] = x
+                    keep[rid] = r
+                    nxt.append(r)
+                    break
         del referrers
+        frontier = nxt
     return []
 
 
@@ -311,17 +330,40 @@ def candidate_lines(holder: Holder, codes: list[types.CodeType] | None = None) -
     what = variable_of(holder)
     if what is None:
         return []
-    kind, name = what
     found: dict[str, None] = {}
     for code in codes if codes is not None else user_codes():
-        instrs = list(dis.get_instructions(code))
-        line = code.co_firstlineno
-        for j, ins in enumerate(instrs):
-            if ins.positions is not None and ins.positions.lineno is not None:
-                line = ins.positions.lineno
-            if _touches(instrs, j, kind, name):
+        for line, touched in _touch_index(code):
+            if touched == what:
                 found.setdefault(f"{code.co_filename}:{line}", None)
     return list(found)
+
+
+#: code object -> ((line, (kind, name)), ...): each code is disassembled once per process
+_TOUCHES: dict[types.CodeType, tuple[tuple[int, tuple[str, str]], ...]] = {}
+
+
+def _touch_index(code: types.CodeType) -> tuple[tuple[int, tuple[str, str]], ...]:
+    known = _TOUCHES.get(code)
+    if known is not None:
+        return known
+    out: list[tuple[int, tuple[str, str]]] = []
+    instrs = list(dis.get_instructions(code))
+    line = code.co_firstlineno
+    for j, ins in enumerate(instrs):
+        if ins.positions is not None and ins.positions.lineno is not None:
+            line = ins.positions.lineno
+        if not isinstance(ins.argval, str) and ins.opname != "STORE_SUBSCR":
+            continue
+        for kind in ("name", "attr", "call"):
+            name = ins.argval if ins.opname != "STORE_SUBSCR" else _subscr_target(instrs, j)
+            if name and _touches(instrs, j, kind, name):
+                out.append((line, (kind, name)))
+    _TOUCHES[code] = known = tuple(out)
+    return known
+
+
+def _subscr_target(instrs: list[Any], j: int) -> str | None:
+    return instrs[j - 2].argval if j >= 2 and isinstance(instrs[j - 2].argval, str) else None
 
 
 def _is_ref(ins: Any, kind: str, name: str) -> bool:

@@ -22,7 +22,7 @@ from memcheck.records import SiteRow
 
 ROLES = ("param", "input", "activation", "grad", "optimizer_state")
 #: roles whose owner's name can change after the buffer is made (modules name their parameters)
-_NAMED_LATER = frozenset(("param", "input", "grad", "optimizer_state"))
+_NAMED_LATER = frozenset(("param", "grad", "optimizer_state"))
 
 _ndarray = numpy.ndarray
 _new_ref = weakref.ref

@@ -79,14 +79,15 @@ def leaf_views(rec: Recorder) -> tuple[LeafView, ...]:
 
 
 def buffer_spans(rec: Recorder) -> tuple[BufferSpan, ...]:
-    """One span per distinct base array of the live data buffers (views collapse onto their base)."""
+    """One span per distinct base array over borrowed memory (``frombuffer``, a pool's slab): views
+    collapse onto their base, and arrays that own their memory are left out."""
     seen: dict[int, BufferSpan] = {}
     for arr, r in rec.ledger.live_arrays():
         if r.role == "grad" or not backend.is_array(arr) or arr.nbytes == 0:
             continue
         base = backend.base_array(arr)
-        if id(base) in seen:
-            continue
+        if id(base) in seen or getattr(getattr(base, "flags", None), "owndata", False):
+            continue  # an array that owns its memory cannot overlap another: only borrowed memory can
         start, end = _span(base)
         seen[id(base)] = BufferSpan(base=id(base), start=start, end=end, owner=r.owner_name() or r.role, site=r.site)
     return tuple(seen.values())

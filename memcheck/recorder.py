@@ -90,6 +90,7 @@ class Recorder:
         #: set by a deep check when cycles were freed unseen: names the lines of the next ones caught
         self.catch_cycles: Callable[[list[Any]], list[str]] | None = None
         self._gc_flags: int | None = None
+        self._gc_thread = 0
         self._gc_kept = 0
         # samples and probes
         self.samples = SampleStore(sample_capacity)
@@ -122,6 +123,7 @@ class Recorder:
     def _gc_phase(self, phase: str, info: dict) -> None:
         # deaths are only looked at while the cyclic collector runs: outside it nothing is called per death
         if phase == "start":
+            self._gc_thread = threading.get_ident()  # another thread may run between start and stop
             self._in_gc = True
             self._gc_freed_this_pass = 0
             self.ledger.on_death = self._freed_by_gc
@@ -139,15 +141,15 @@ class Recorder:
                 self._gc_flags = None
                 caught = gc.garbage[self._gc_kept :]
                 if caught:
-                    lines = self.catch_cycles(caught)
-                    del gc.garbage[self._gc_kept :]  # freed by the next collection, and counted then
-                    if lines:
-                        self.cycle_lines.update(lines)
-                        self.catch_cycles = None
+                    catch, self.catch_cycles = self.catch_cycles, None  # once: the next collection frees them
+                    self.cycle_lines.update(catch(caught))
+                    del gc.garbage[self._gc_kept :]
                 del caught
 
     def _freed_by_gc(self, rec: BufferRecord) -> None:
         # freed by the cyclic collector, not by reference counting: it sat in a cycle
+        if threading.get_ident() != self._gc_thread:
+            return  # freed by reference counting on another thread while the collector's callbacks ran
         self._gc_freed_this_pass += 1
         self.cycle_buffers += 1
         self.cycle_bytes += rec.bytes

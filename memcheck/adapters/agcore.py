@@ -51,7 +51,7 @@ class AgcoreAdapter(Observer):
         site = user_site_pair(1)
         tensor = owner if hasattr(owner, "grad_fn") else None
         self._add(array, role, tensor, site, None)
-        if tensor is not None and (role == "param" or role == "input"):
+        if tensor is not None and role == "param":  # leaves that can get a gradient
             rec.leaf_born(tensor, site)
 
     def on_grad(self, tensor: ObservedTensor, array: Any, first: bool) -> None:
@@ -72,7 +72,7 @@ class AgcoreAdapter(Observer):
     def _adopt(self, tensor: Any) -> None:
         rec = self.recorder
         role = "param" if tensor.requires_grad else "input"
-        if rec.ledger.add(tensor.data, role, tensor, "<before watch>", None):
+        if rec.ledger.add(tensor.data, role, tensor, "<before watch>", None) and tensor.requires_grad:
             rec.leaf_born(tensor, "<before watch>")
         grad = getattr(tensor, "grad", None)
         if grad is not None and hasattr(grad, "nbytes"):
