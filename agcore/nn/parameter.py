@@ -30,7 +30,15 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return (Parameter, (backend.to_numpy(self.data), self.requires_grad))
+        """``copy.deepcopy`` and pickle: the values, ``requires_grad``, the name and any user tags."""
+        return (_rebuild, (backend.to_numpy(self.data), self.requires_grad, self.name, dict(self.__dict__)))
+
+
+def _rebuild(data: Any, requires_grad: bool, name: str | None, tags: dict[str, Any]) -> Parameter:
+    p = Parameter(data, requires_grad)
+    p.name = name
+    p.__dict__.update(tags)
+    return p
 
 
 def _bump(t: Tensor, op: str, site: str) -> None:

@@ -381,3 +381,17 @@ def test_parameter_is_a_tensor_and_shares_storage() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert agnn.Parameter(ag.zeros(2), requires_grad=False).requires_grad is False
+
+
+def test_deepcopy_and_pickle_keep_registration_names_and_tags() -> None:
+    import copy
+    import pickle
+
+    model = agnn.Sequential(agnn.Linear(2, 3), agnn.LayerNorm(3))
+    model[0].weight.tag = "decay"
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert [n for n, _ in clone.named_parameters()] == [n for n, _ in model.named_parameters()]
+        w = clone[0].weight
+        assert isinstance(w, agnn.Parameter) and w.name == "0.weight" and w.tag == "decay"
+        assert w.data is not model[0].weight.data
+        np.testing.assert_array_equal(w.numpy(), model[0].weight.numpy())
