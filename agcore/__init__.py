@@ -9,6 +9,7 @@ PyTorch's API and semantics are the contract: a model written for PyTorch runs w
     x.grad  # array([[2., 4.]], dtype=float32)
 """
 
+from types import SimpleNamespace as _SimpleNamespace
 from typing import Any as _Any
 
 from agcore import factory as _factory
@@ -68,7 +69,16 @@ from agcore.ops import (
     var,
     where,
 )
-from agcore.scope import Graph, current_graph, enable_grad, graph, is_grad_enabled, no_grad, set_grad_enabled
+from agcore.scope import (
+    Graph,
+    current_graph,
+    enable_grad,
+    graph,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from agcore.tensor import Size, Tensor
 
 __version__ = "0.1.0"
@@ -240,6 +250,10 @@ def einsum(equation: str, *operands: _Any) -> Tensor:
     return _einsum(equation, *operands)
 
 
+#: ``torch.autograd.Function`` spelled as torch users write it
+autograd = _SimpleNamespace(Function=Function)
+
+
 def get_default_dtype() -> _Any:
     return _factory.float32
 
@@ -277,6 +291,7 @@ __all__ = [
     "argmax",
     "argmin",
     "as_tensor",
+    "autograd",
     "bmm",
     "bool",
     "cat",
@@ -316,6 +331,7 @@ __all__ = [
     "int32",
     "int64",
     "int8",
+    "inference_mode",
     "is_grad_enabled",
     "is_tensor",
     "isnan",
