@@ -29,6 +29,7 @@ from agcore.sites import user_site
 from agcore.version import Version
 
 _STATE = scope.DEFAULT
+_Float = float  # Tensor defines a method named float: annotations inside it use this
 
 #: what ``max(dim)``, ``min(dim)``, ``topk``, ``sort`` return, as torch's named tuples do
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
@@ -70,6 +71,8 @@ class Tensor:
     """A NumPy (or CuPy) array with autograd state. Build one with ``ag.tensor``."""
 
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "name", "_version", "_view", "_hooks", "__weakref__")
+    _view: ViewInfo  # set on views only (see _View)
+    _hooks: list | None  # set by __init__ and register_hook only: read with getattr
     __array_ufunc__ = None  # make ``ndarray + Tensor`` call Tensor.__radd__
     __hash__ = object.__hash__  # by identity: tensors live in sets and dict keys although == is elementwise
 
@@ -782,12 +785,12 @@ class Tensor:
     def masked_fill_(self, mask: Any, value: Any) -> Tensor:
         return self._inplace("masked_fill_", _ops.MaskedFill, (value,), {"mask": _mask_of(mask)})
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Tensor:
+    def normal_(self, mean: _Float = 0.0, std: _Float = 1.0, generator: Any = None) -> Tensor:
         rng = _STATE.rng if generator is None else generator.rng
         sample = rng.standard_normal(self.data.shape) * std + mean
         return self._inplace("normal_", _ops.Copy, (backend.xp_of(self.data).asarray(sample),), None)
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:
+    def uniform_(self, a: _Float = 0.0, b: _Float = 1.0, generator: Any = None) -> Tensor:
         rng = _STATE.rng if generator is None else generator.rng
         sample = rng.uniform(a, b, self.data.shape)
         return self._inplace("uniform_", _ops.Copy, (backend.xp_of(self.data).asarray(sample),), None)
@@ -907,13 +910,15 @@ class _View(Tensor):
 
     @property
     def _base(self) -> Tensor:
-        return self._view.base
+        base: Tensor = self._view.base
+        return base
 
 
-_raw_grad_fn = Tensor.grad_fn.__get__  # type: ignore[attr-defined]
-_set_grad_fn = Tensor.grad_fn.__set__  # type: ignore[attr-defined]
-_raw_requires_grad = Tensor.requires_grad.__get__  # type: ignore[attr-defined]
-_set_requires_grad = Tensor.requires_grad.__set__  # type: ignore[attr-defined]
+# the slot descriptors of Tensor itself: what _View's properties read and write underneath
+_raw_grad_fn: Any = Tensor.__dict__["grad_fn"].__get__
+_set_grad_fn: Any = Tensor.__dict__["grad_fn"].__set__
+_raw_requires_grad: Any = Tensor.__dict__["requires_grad"].__get__
+_set_requires_grad: Any = Tensor.__dict__["requires_grad"].__set__
 
 
 def _refresh(view: _View, info: ViewInfo) -> None:

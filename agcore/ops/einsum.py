@@ -25,7 +25,7 @@ class Einsum(Function):
         ins, out, shapes = ctx.args
         ops = ctx.saved_tensors
         xp = backend.xp_of(g)
-        grads = []
+        grads: list[Any] = []
         for i, need in enumerate(ctx.needs_input_grad):
             if not need:
                 grads.append(None)

@@ -178,4 +178,6 @@ class Min(Function):
         ctx.save_for_backward(a, out)
         return out
 
-    backward = staticmethod(Max.backward)
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        return Max.backward(ctx, g)

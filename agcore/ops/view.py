@@ -26,7 +26,7 @@ from agcore.function import Function
 from agcore.node import Node
 from agcore.observe import announce, observers
 from agcore.ops._util import unbroadcast
-from agcore.tensor import Tensor, ViewInfo, _View, as_view
+from agcore.tensor import Tensor, ViewInfo, _set_grad_fn, _set_requires_grad, _View, as_view
 
 
 class Reshape(Function):
@@ -225,8 +225,8 @@ def regenerate(view: Tensor, info: ViewInfo) -> None:
     info.base_fn = fn
     info.base_rg = base.requires_grad
     if not base.requires_grad:
-        Tensor.grad_fn.__set__(view, None)  # type: ignore[attr-defined]
-        Tensor.requires_grad.__set__(view, False)  # type: ignore[attr-defined]
+        _set_grad_fn(view, None)
+        _set_requires_grad(view, False)
         return
     from agcore import scope
 
@@ -234,8 +234,8 @@ def regenerate(view: Tensor, info: ViewInfo) -> None:
     site = fn.site_pair if fn is not None else ("<view>", 0)
     node = _node(ViewChain, (edge,), info.chain, site, scope.DEFAULT.stack[-1])
     node.output = weakref.ref(view)
-    Tensor.grad_fn.__set__(view, node)  # type: ignore[attr-defined]
-    Tensor.requires_grad.__set__(view, True)  # type: ignore[attr-defined]
+    _set_grad_fn(view, node)
+    _set_requires_grad(view, True)
     if observers:
         announce("on_node", node, view)
 
