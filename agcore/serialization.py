@@ -57,7 +57,11 @@ def load(f: Any, map_location: Any = None, pickle_module: Any = None, *, weights
          **kwargs: Any) -> Any:  # fmt: skip
     """Read what :func:`save` wrote. No code from the file runs (``weights_only`` is always in effect)."""
     device = "cpu" if map_location is None else str(map_location)
-    with zipfile.ZipFile(f, "r") as z:
+    try:
+        archive = zipfile.ZipFile(f, "r")
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{f!r} is not a file written by agcore.save (not a zip archive)") from exc
+    with archive as z:
         names = set(z.namelist())
         if "structure.json" not in names:
             raise ValueError(
