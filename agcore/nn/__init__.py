@@ -8,7 +8,7 @@ Modules register parameters, buffers and sub-modules as PyTorch's do (see
 
 from agcore import tensor as _tensor  # noqa: F401  (first: agcore.function needs Tensor defined)
 from agcore.nn import functional, init, utils
-from agcore.nn.container import ModuleDict, ModuleList, Sequential
+from agcore.nn.container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from agcore.nn.layers import (
     GELU,
     MLP,
@@ -28,6 +28,6 @@ from agcore.nn.module import Module, Parameter, RemovableHandle
 
 __all__ = [
     "GELU", "MLP", "CrossEntropyLoss", "Dropout", "Embedding", "Identity", "LayerNorm", "Linear", "LogSoftmax",
-    "MSELoss", "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "RemovableHandle", "Sequential",
-    "Sigmoid", "Softmax", "Tanh", "functional", "init", "utils",
+    "MSELoss", "Module", "ModuleDict", "ModuleList", "Parameter", "ParameterDict", "ParameterList", "ReLU",
+    "RemovableHandle", "Sequential", "Sigmoid", "Softmax", "Tanh", "functional", "init", "utils",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Containers that register what they hold: ``Sequential``, ``ModuleList``, ``ModuleDict``, as ``torch.nn``."""
+"""Containers that register what they hold, as ``torch.nn``: Sequential, ModuleList/Dict, ParameterList/Dict."""
 
 from __future__ import annotations
 
@@ -174,3 +174,93 @@ def _index(idx: int, n: int) -> int:
     if not 0 <= i < n:
         raise IndexError(f"index {idx} is out of range for a container of {n} modules")
     return i
+
+
+class ParameterList(Module):
+    """A list of parameters, each registered under its index; indexable and iterable like a list."""
+
+    _size: int
+
+    def __init__(self, values: Iterable[Any] | None = None) -> None:
+        super().__init__()
+        self.__dict__["_size"] = 0
+        for v in values or ():
+            self.append(v)
+
+    def append(self, value: Any) -> ParameterList:
+        Module.__setattr__(self, str(self._size), _as_parameter(value))
+        self.__dict__["_size"] = self._size + 1
+        return self
+
+    def extend(self, values: Iterable[Any]) -> ParameterList:
+        for v in values:
+            self.append(v)
+        return self
+
+    def __getitem__(self, idx: int) -> Any:
+        return self._parameters[str(_index(idx, self._size))]
+
+    def __setitem__(self, idx: int, value: Any) -> None:
+        Module.__setattr__(self, str(_index(idx, self._size)), _as_parameter(value))
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._parameters[str(i)] for i in range(self._size))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ParameterList has no forward()")
+
+
+class ParameterDict(Module):
+    """A dict of parameters, each registered under its key."""
+
+    def __init__(self, parameters: Any = None) -> None:
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._parameters[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if hasattr(type(self), key):
+            raise KeyError(f"attribute '{key}' already exists")
+        Module.__setattr__(self, key, _as_parameter(value))
+
+    def __delitem__(self, key: str) -> None:
+        delattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parameters)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parameters
+
+    def keys(self) -> Any:
+        return self._parameters.keys()
+
+    def values(self) -> Any:
+        return self._parameters.values()
+
+    def items(self) -> Any:
+        return self._parameters.items()
+
+    def update(self, parameters: Any) -> None:
+        items = parameters.items() if isinstance(parameters, (Mapping, ParameterDict)) else parameters
+        for key, value in items:
+            self[key] = value
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ParameterDict has no forward()")
+
+
+def _as_parameter(value: Any) -> Any:
+    """A Parameter as is; a Tensor or array wrapped into one (sharing its storage), as PyTorch does."""
+    from agcore.nn.parameter import Parameter
+
+    return value if isinstance(value, Parameter) else Parameter(value)

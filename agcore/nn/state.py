@@ -135,6 +135,9 @@ class StateMixin:
     def float(self) -> Any:
         return self._convert(numpy.float32, None)
 
+    def half(self) -> Any:
+        return self._convert(numpy.float16, None)
+
     def double(self) -> Any:
         return self._convert(numpy.float64, None)
 

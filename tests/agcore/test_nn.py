@@ -395,3 +395,21 @@ def test_deepcopy_and_pickle_keep_registration_names_and_tags() -> None:
         assert isinstance(w, agnn.Parameter) and w.name == "0.weight" and w.tag == "decay"
         assert w.data is not model[0].weight.data
         np.testing.assert_array_equal(w.numpy(), model[0].weight.numpy())
+
+
+def test_parameter_containers_register_as_torch(torch) -> None:
+    names = []
+    for lib, zeros in ((torch.nn, torch.zeros), (agnn, ag.zeros)):
+
+        class M(lib.Module):
+            def __init__(self, lib=lib, zeros=zeros):
+                super().__init__()
+                self.pl = lib.ParameterList([lib.Parameter(zeros(2)) for _ in range(2)])
+                self.pl.append(lib.Parameter(zeros(1)))
+                self.pd = lib.ParameterDict({"a": lib.Parameter(zeros(3))})
+
+        m = M()
+        names.append(([n for n, _ in m.named_parameters()], list(m.state_dict()), len(m.pl), "a" in m.pd))
+    assert names[0] == names[1] == (["pl.0", "pl.1", "pl.2", "pd.a"], ["pl.0", "pl.1", "pl.2", "pd.a"], 3, True)
+    pl = agnn.ParameterList([ag.zeros(2)])  # a tensor is wrapped into a Parameter
+    assert isinstance(pl[0], agnn.Parameter) and [p.shape for p in pl] == [(2,)]
