@@ -433,9 +433,8 @@ def test_ref_cycle_fires_on_tensors_freed_only_by_the_collector() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="deepcheck._closing_edges looks only at attributes whose value is callable, so `obj.self_ref = obj` is "
-    "never named; and it reads them only from __dict__ objects found in gc.garbage, which on Python 3.11+ instances "
-    "with inline attribute values do not have: closing_lines is [] and the first site is the tensor's birth line",
+    reason="deepcheck._closing_edges names only attributes whose value is callable (a hook, a bound method), so "
+    "`obj.self_ref = obj` is never named: closing_lines is [] and the first site is the tensor's birth line",
 )
 def test_ref_cycle_names_the_line_that_closes_the_cycle() -> None:
     s = _cycles("self")
@@ -444,12 +443,6 @@ def test_ref_cycle_names_the_line_that_closes_the_cycle() -> None:
     assert site("held-tensor") in f.sites
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deepcheck._closing_edges reads attributes only from __dict__ objects found in gc.garbage; on Python "
-    "3.11+ an instance with inline attribute values has none there, so `self.hook = lambda: self.weights` is never "
-    "found: closing_lines is [] and the first site is the tensor's birth line",
-)
 def test_ref_cycle_names_a_hook_that_refers_back_to_its_owner() -> None:
     s = _cycles("hook")
     f = only(s, "ref_cycle")

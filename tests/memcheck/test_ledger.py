@@ -63,9 +63,9 @@ def test_views_count_no_bytes_and_owner_names_follow_renames() -> None:
     led = Ledger()
     base = np.zeros((4, 4), "float32")
     t = ag.tensor([1.0], name=None)
-    led.add(base, "input", t, "a:1", None)
+    led.add(base, "param", t, "a:1", None)
     view = base[1:]
-    led.add(view, "input", t, "a:2", None)
+    led.add(view, "param", t, "a:2", None)
     recs = sorted(led.live_records(), key=lambda r: r.id)
     assert [(r.bytes, r.is_view) for r in recs] == [(64, False), (0, True)]
     t.name = "renamed"  # modules name parameters after creating them
