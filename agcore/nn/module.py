@@ -325,20 +325,36 @@ class Module(StateMixin):
         if "forward" in cls.__dict__ and "__call__" not in cls.__dict__:
             cls.__call__ = cls.forward  # type: ignore[method-assign]
 
-    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
-        """``hook(module, args)`` before ``forward``; a non-None return replaces ``args``."""
-        return self._add_hook("_forward_pre_hooks", hook)
+    def register_forward_pre_hook(
+        self, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
+        """``hook(module, args)`` before ``forward``; a non-None return replaces ``args``.
 
-    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
-        """``hook(module, args, output)`` after ``forward``; a non-None return replaces the output."""
-        return self._add_hook("_forward_hooks", hook)
+        ``with_kwargs=True``: ``hook(module, args, kwargs)``, returning None or ``(args, kwargs)``.
+        """
+        return self._add_hook("_forward_pre_hooks", hook, prepend, with_kwargs)
 
-    def _add_hook(self, table: str, hook: Callable) -> RemovableHandle:
+    def register_forward_hook(
+        self, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False, always_call: bool = False
+    ) -> RemovableHandle:
+        """``hook(module, args, output)`` after ``forward``; a non-None return replaces the output.
+
+        ``with_kwargs=True``: ``hook(module, args, kwargs, output)``.
+        """
+        return self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
+
+    def _add_hook(self, table: str, hook: Callable, prepend: bool, with_kwargs: bool) -> RemovableHandle:
         hooks = self.__dict__.get(table)
         if hooks is None:
             hooks = self.__dict__[table] = {}
         handle = RemovableHandle(hooks)
-        hooks[handle.id] = hook
+        if prepend:
+            old = dict(hooks)
+            hooks.clear()
+            hooks[handle.id] = (hook, with_kwargs)
+            hooks.update(old)
+        else:
+            hooks[handle.id] = (hook, with_kwargs)
         cls = type(self)
         if cls.__dict__.get("__call__") is not _hooked_call:  # this class now checks for hooks on each call
             cls.__call__ = _hooked_call  # type: ignore[method-assign]
@@ -372,15 +388,20 @@ def _call_with_hooks(module: Module, *args: Any, **kwargs: Any) -> Any:
     d = module.__dict__
     pre = d.get("_forward_pre_hooks")
     if pre:
-        for hook in list(pre.values()):
-            result = hook(module, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
+        for hook, with_kwargs in list(pre.values()):
+            if with_kwargs:
+                result = hook(module, args, kwargs)
+                if result is not None:
+                    args, kwargs = result
+            else:
+                result = hook(module, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
     out = module.forward(*args, **kwargs)
     post = d.get("_forward_hooks")
     if post:
-        for hook in list(post.values()):
-            result = hook(module, args, out)
+        for hook, with_kwargs in list(post.values()):
+            result = hook(module, args, kwargs, out) if with_kwargs else hook(module, args, out)
             if result is not None:
                 out = result
     return out

@@ -213,6 +213,12 @@ def test_hooks_see_and_replace_and_remove() -> None:
     np.testing.assert_allclose(lin(x).numpy(), lin.forward(x * 2.0).numpy())
     pre.remove()
     np.testing.assert_allclose(lin(x).numpy(), lin.forward(x).numpy())
+    order = []
+    lin.register_forward_hook(lambda m, a, out: order.append("second"))
+    lin.register_forward_hook(lambda m, a, out: order.append("first"), prepend=True)
+    lin.register_forward_hook(lambda m, a, kw, out: order.append(("kwargs", kw)), with_kwargs=True)
+    lin(x)
+    assert order == ["first", "second", ("kwargs", {})]
 
 
 def test_module_call_without_hooks_calls_forward_directly() -> None:
