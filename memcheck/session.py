@@ -39,9 +39,13 @@ from memcheck.tracewindow import SiteGrowth
 register_internal(os.path.dirname(os.path.abspath(__file__)))
 
 MODES = ("default", "deep")
-_AUTO_SAMPLE_SECONDS = 0.002  # a sample costs ~20 µs: at most ~1% of the time
+_AUTO_SAMPLE_SECONDS = 0.002  # a sample costs ~20 µs: at most ~1-2% of the time
 #: deep checks at these iterations, then every doubling
 _FIRST_DEEP = 10
+#: a deep check waits until the run has gone on for this many times its last cost (~5% of the time)
+_DEEP_DUTY = 20.0
+#: the scheduled deep checks up to this iteration run whatever they cost (a fixed few)
+_ALWAYS_DEEP = 40
 _ACTIVE: dict[int, list[Session]] = {}
 
 
@@ -93,6 +97,9 @@ class Session:
         self._seen: dict[FindingKey, Finding] = {}
         self._next_deep = _FIRST_DEEP
         self._deep_requested = False
+        self._retained_seen = False
+        self._deep_cost = 0.0  # seconds the last deep check took
+        self._last_deep_end = 0.0
         self._last_sample_t = 0.0
         self._sample_cost = 0.0
         self._started_at = ""
@@ -194,21 +201,34 @@ class Session:
     def _at_boundary(self, source: str) -> None:
         rec = self.recorder
         it = rec.iteration
+        now = time.perf_counter()
         if self.sample_every is None:
-            now = time.perf_counter()
-            if now - self._last_sample_t >= max(_AUTO_SAMPLE_SECONDS, 10 * self._sample_cost):
+            # every ~2 ms of run time (at most ~2% of it), and at least ~32 samples per doubling of
+            # the iterations, so a short run of fast iterations still has enough points for a slope
+            due = it % (1 << max(it.bit_length() - 5, 0)) == 0
+            if due or now - self._last_sample_t >= max(_AUTO_SAMPLE_SECONDS, 50 * self._sample_cost):
                 self.sample()
         elif it % self.sample_every == 0:
             self.sample()
-        window_closed = self.inspector.tick()
-        if it >= self._next_deep or window_closed or self._deep_requested:
+        if self.inspector.tick():  # a line window closed: refresh the holder's lines now (no heap scan)
+            self._timed_check(containers=False)
+            return
+        # a deep check walks the heap: at most ~5% of the run's time, whatever the schedule says
+        affordable = self._next_deep <= _ALWAYS_DEEP or now - self._last_deep_end >= _DEEP_DUTY * self._deep_cost
+        if (it >= self._next_deep or self._deep_requested) and affordable:
             self._deep_requested = False
             while self._next_deep <= it:
                 self._next_deep *= 2
-            self._check(deep=True)
-        elif it % 10 == 0 and not any(k[0] == "retained_graph" for k in self._seen):
-            if rec.retained_node_count(it - 1) > 0:  # graphs outlive their iteration: look now
-                self._check(deep=True, containers=False)
+            self._timed_check(containers=True)
+        elif it % 10 == 0 and not self._retained_seen and rec.retained_node_count(it - 1) > 0:
+            self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
+            self._timed_check(containers=False)
+
+    def _timed_check(self, containers: bool) -> None:
+        start = time.perf_counter()
+        self._check(deep=True, containers=containers)
+        self._last_deep_end = time.perf_counter()
+        self._deep_cost = self._last_deep_end - start
 
     def sample(self, phase: str = "loop") -> Sample:
         """Read every probe now and keep the sample."""
@@ -234,8 +254,8 @@ class Session:
     def _check(self, deep: bool, containers: bool = True, full_gc: bool = True) -> None:
         retention, grown = self.inspector.look(containers=containers) if deep else (None, ())
         rec = self.recorder
-        if deep and full_gc and rec.iteration >= _FIRST_DEEP:
-            self.inspector.cycle_lines()
+        if deep and full_gc and rec.cycle_buffers and not rec.cycle_lines:
+            self.inspector.cycle_lines()  # the collector freed cycles: name the lines of those still pending
         elif deep and not full_gc:
             self.inspector.cycle_lines(generation=1)  # cheap: cycles made lately are young
         obs = take_snapshot(self.recorder, retention=retention, containers=grown, growth=self.outcome.growth)

@@ -14,6 +14,7 @@ from typing import Any
 
 from agcore.observe import ObservedNode, ObservedTensor, Observer
 from agcore.sites import user_site_pair
+from agcore.tensor import Tensor as _Tensor
 from memcheck.detectors.engine_errors import caught_error
 from memcheck.recorder import Recorder
 
@@ -65,8 +66,7 @@ class AgcoreAdapter(Observer):
         self._node_made(node, node.site_pair, node.fn.__name__, node.graph.name, output.data.nbytes, node.checks)
         live = self._live
         for edge in node.inputs:  # a leaf made before the watch is adopted when first used
-            data = getattr(edge, "data", None)
-            if data is not None and id(data) not in live and edge.grad_fn is None:
+            if type(edge) is _Tensor and id(edge.data) not in live:
                 self._adopt(edge)
 
     def _adopt(self, tensor: Any) -> None:
@@ -101,7 +101,7 @@ class AgcoreAdapter(Observer):
         rec = self.recorder
         by_optimizer = op.endswith(".step")
         counter = tensor._version
-        if counter is not None:
+        if counter is not None and rec.saved_by:  # some live node saved something: is it this storage?
             rec.inplace_change(counter, tensor.name, op, version, site, int(tensor.data.nbytes), by_optimizer)
         if by_optimizer and not self._stepped:  # an optimizer's first update of this step ends the iteration
             self._stepped = True
