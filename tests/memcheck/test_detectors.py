@@ -335,6 +335,29 @@ def test_retained_graph_in_a_closure_names_the_frame_local() -> None:
     del hist[:]
 
 
+def test_retained_graph_is_reported_during_the_loop_within_20_iterations() -> None:
+    ag.manual_seed(0)
+    model = ag.nn.MLP([8, 16, 2])
+    opt = ag.optim.SGD(model.parameters(), lr=0.1)
+    x, y = ag.randn(4, 8), np.array([0, 1, 0, 1])
+    kept = []
+    seen_at = None
+    with memcheck.watch() as s:  # no marks: each optimizer step ends an iteration
+        for _ in range(60):
+            opt.zero_grad()
+            loss = ag.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            kept.append(loss)  # kept-in-loop
+            if seen_at is None and any(f.kind == "retained_graph" for f in s.findings):
+                seen_at = s.iterations  # judged on a schedule while the loop runs: no check() call
+    assert seen_at is not None and seen_at <= 20
+    f = only(s, "retained_graph")
+    assert f.owner == "local 'kept' of test_retained_graph_is_reported_during_the_loop_within_20_iterations()"
+    assert f.sites[0] == site("kept-in-loop") and f.evidence["holder"]["executed"] is True
+    del kept[:]
+
+
 def test_retained_graph_silent_when_keeping_numbers() -> None:
     ITEMS.clear()
     with memcheck.watch() as s:

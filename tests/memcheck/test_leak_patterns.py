@@ -405,6 +405,102 @@ def test_model_snapshots_made_with_deepcopy_are_counted(tmp_path: Path) -> None:
     assert_leak(r, "local 'snapshots' of main()", kinds=("growth",))
 
 
+def test_a_forward_hook_registered_every_step(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            outputs = []
+            for step in range(100):
+                x, y = batch(step)
+                model.register_forward_hook(lambda module, inputs, output: outputs.append(output))  # culprit
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+            print(len(outputs))
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, "local 'outputs' of main()")
+
+
+def test_an_lru_cache_on_a_method_fed_tensors(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        import functools
+
+
+        class Featurizer:
+            def __init__(self):
+                self.model = make_model()
+
+            @functools.lru_cache(maxsize=None)
+            def features(self, step):
+                x, _ = batch(step)
+                return self.model(x)  # the graph of each step's features is cached with them
+
+
+        def main():
+            feats = Featurizer()
+            opt = make_optimizer(feats.model)
+            for step in range(150):
+                _, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(feats.features(step), y)  # culprit
+                loss.backward()
+                opt.step()
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, "lru_cache of Featurizer.features()")
+
+
+def test_exceptions_stored_with_their_tracebacks(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        def check(loss, step):
+            if step % 2 == 0:
+                raise ValueError(f"odd loss at {step}")
+
+
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            failures = []
+            for step in range(150):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                try:
+                    check(loss, step)
+                except ValueError as err:
+                    failures.append(err)  # culprit
+            print(len(failures))
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, None)  # the graph is a frame local of the stored traceback: named as what the user stored
+    graph = next(f for f in r.findings if f["kind"] == "retained_graph")
+    assert graph["owner"] in ("a stored traceback", "a stored ValueError") and graph["owner"] in r.text
+    assert "local 'failures' of main()" in " ".join(hop["label"] for hop in graph["evidence"]["chain"])
+
+
 # -- memory agcore did not make, and aliasing through a container ---------------------------------
 
 
