@@ -75,11 +75,12 @@ def _registry(module: Module, name: str) -> Any:
 
 
 def _plain_container_of_modules(value: Any) -> bool:
+    """Whether ``value`` is a plain list/tuple/dict holding modules or parameters (its first 8 items looked at)."""
     items: Any = ()
     if isinstance(value, (list, tuple)):
-        items = value
+        items = value[:8]
     elif isinstance(value, dict):
-        items = value.values()
+        items = itertools.islice(value.values(), 8)
     return any(isinstance(v, (Module, Parameter)) for v in items)
 
 
