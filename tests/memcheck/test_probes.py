@@ -187,4 +187,4 @@ def test_cupy_probe_sees_device_buffers() -> None:
     assert after["gpu_total_bytes"] >= after["gpu_used_bytes"]
     recs = [r for r in s.ledger if r.owner_name() == "w" and r.role in ("param", "grad")]
     assert {(r.role, r.device, r.bytes) for r in recs} == {("param", "cuda", 4 << 20), ("grad", "cuda", 4 << 20)}
-    assert s._gpu.malloc_bytes >= 4 << 20
+    assert s.recorder._gpu.malloc_bytes >= 4 << 20
