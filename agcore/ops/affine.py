@@ -46,6 +46,8 @@ def _affine(x: Any, w: Any, b: Any) -> Any:
 
 def _affine_grads(needs: tuple, g: Any, w: Any, x: Any) -> tuple:
     """Gradients of ``x @ w.T + b`` for the inputs that need one (x, w, and b when given)."""
+    if not g.flags.c_contiguous:  # a broadcast gradient (zero strides) would make BLAS fall back to a loop
+        g = backend.xp_of(g).ascontiguousarray(g)
     gx = (g.dot(w) if g.ndim == 2 else g @ w) if needs[0] else None
     g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
     gw = None
