@@ -4,11 +4,11 @@ The users' own workload, written the PyTorch way (``import agcore as torch``): a
 small GPT (2 layers, 4 heads, 64 wide, context 32) trained on 1.15 MB of
 Shakespeare (``data/shakespeare.txt``). Each attention layer keeps its latest
 attention map (``self.att``) and the loop collects the last layer's maps of the
-last eight steps to animate them. The buggy variant collects
-the map tensors themselves: each is an intermediate of its step's graph, and
-through its node it keeps that whole graph alive for eight more steps. Fixed:
-collect ``att.detach()``, the values without the graph. (Memory stays bounded
-either way: memcheck finds the retained graphs, not growth.)
+last eight steps to animate them. The buggy variant collects the map tensors
+themselves: each is an intermediate of its step's graph, and through its node it
+keeps that whole graph alive for eight more steps. Fixed: collect
+``att.detach()``, the values without the graph. (Memory stays bounded either
+way: memcheck finds the retained graphs, not growth.)
 
     python scenarios/char_gpt.py            # buggy: memcheck names the line that keeps the graph
     python scenarios/char_gpt.py --fixed    # 5000 iterations, flat memory; prints the loss and a sample

@@ -11,7 +11,7 @@ from memcheck.scenario import culprit_lines, load_scenario, run_scenario, site_i
 
 FOLDER = Path(__file__).resolve().parents[2] / "scenarios"
 PATH = FOLDER / "char_gpt.py"
-ITERATIONS = 20  # the buggy deque of eight maps is full after eight steps
+ITERATIONS = 20  # the buggy list of the last eight maps is full after eight steps
 
 
 def test_the_training_text_is_a_megabyte_of_shakespeare_without_gutenberg_boilerplate() -> None:
