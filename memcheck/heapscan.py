@@ -83,7 +83,7 @@ class ContainerScan:
         self._iteration = 0
 
     def scan(self, iteration: int, exclude: set[int]) -> list[tuple[Any, float]]:
-        """``(container, items per iteration)`` for containers that grew by at least half an item per iteration."""
+        """``(container, items per iteration)`` for containers that grew by at least an item every ten iterations."""
         before, then = self._lengths, self._iteration
         now: dict[int, tuple[type, int]] = {}
         grown: list[tuple[Any, float]] = []
@@ -101,7 +101,7 @@ class ContainerScan:
                 continue
             now[id(obj)] = (t, n)
             old = before.get(id(obj))
-            if old is not None and old[0] is t and span > 0 and n - old[1] >= max(2, span // 2):
+            if old is not None and old[0] is t and span > 0 and n - old[1] >= max(2, span // 10):
                 grown.append((obj, (n - old[1]) / span))
         self._lengths, self._iteration = now, iteration
         return grown

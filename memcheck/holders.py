@@ -210,6 +210,11 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     for name in _slot_names(parent):
         if getattr(parent, name, None) is obj:
             return f".{name} -> {tname}", f"{type(parent).__qualname__}.{name}", "attribute"
+    attrs = getattr(parent, "__dict__", None)
+    if isinstance(attrs, dict) and attrs is not obj:  # 3.11 keeps attributes inline: the object holds them
+        for k, v in attrs.items():
+            if v is obj:
+                return f".{k} -> {tname}", f"{type(parent).__qualname__}.{k}", "attribute"
     if getattr(parent, "__dict__", None) is obj:
         return "attributes", "", "attributes"
     return f"{type(parent).__name__} -> {tname}", "", ""
@@ -258,7 +263,8 @@ def describe(chain: list[Any]) -> Holder | None:
                 if var:
                     name, kind = f"closure variable {var!r} of {fn.__qualname__}()", "closure"
         hops.append(Hop(label=label, type=type(obj).__name__))
-        if kind == "attribute" and not _user_class(type(prev)):
+        owner = grand if isinstance(prev, dict) and grand is not None else prev  # a __dict__ hop: its object
+        if kind == "attribute" and not _user_class(type(owner)):
             name = ""  # an engine's own field (Tensor.grad_fn, Node.inputs) is not what a user holds
         if name:
             named.append((i, name, kind, prev))

@@ -29,7 +29,7 @@ class LineWatch:
         self.tokens = tokens
         self.last: dict[str, Any] = {k: _read(t) for k, t in tokens.items()}
         self.culprits: dict[str, dict[str, int]] = {k: {} for k in tokens}
-        self._prev_line: str | None = None
+        self._prev: dict[types.FrameType, str] = {}  # per frame: the line it ran last
         self._old_trace: Any = None
         self._frames: list[types.FrameType] = []
         self.active = False
@@ -57,6 +57,7 @@ class LineWatch:
         for f in self._frames:
             f.f_trace = None
         self._frames.clear()
+        self._prev.clear()
 
     def _is_user(self, code: types.CodeType) -> bool:
         known = self._user.get(code)
@@ -68,20 +69,23 @@ class LineWatch:
         return self._local if event == "call" and self._is_user(frame.f_code) else None
 
     def _local(self, frame: types.FrameType, event: str, arg: Any) -> Any:
-        if event == "line" or event == "return":
-            self._check()
-            if event == "line":
-                self._prev_line = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        if event == "line":
+            # a change seen now was made by the line this frame ran last (or by a call it made there)
+            self._check(self._prev.get(frame))
+            self._prev[frame] = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        elif event == "return":
+            self._check(f"{frame.f_code.co_filename}:{frame.f_lineno}")  # the line it returns from ran
+            self._prev.pop(frame, None)
         return self._local
 
-    def _check(self) -> None:
+    def _check(self, line: str | None) -> None:
         for key, token in self.tokens.items():
             now = _read(token)
             if now != self.last[key]:
                 self.last[key] = now
-                if self._prev_line is not None:
+                if line is not None:
                     lines = self.culprits[key]
-                    lines[self._prev_line] = lines.get(self._prev_line, 0) + 1
+                    lines[line] = lines.get(line, 0) + 1
 
     def lines(self, key: str) -> list[str]:
         """The lines that changed ``key``'s token, most often first."""
