@@ -252,6 +252,13 @@ def einsum(equation: str, *operands: _Any) -> Tensor:
 
 #: ``torch.autograd.Function`` spelled as torch users write it
 autograd = _SimpleNamespace(Function=Function)
+#: ``torch.cuda.is_available()``: True when CuPy sees a GPU (agcore's "cuda" device)
+cuda = _SimpleNamespace(is_available=gpu_available)
+
+
+def device(type: str, index: int | None = None) -> str:
+    """torch's ``device(...)``: agcore names devices by plain strings ("cpu", "cuda")."""
+    return str(type).split(":")[0]
 
 
 def get_default_dtype() -> _Any:
@@ -301,7 +308,9 @@ __all__ = [
     "concatenate",
     "cos",
     "cross_entropy",
+    "cuda",
     "cumsum",
+    "device",
     "current_graph",
     "double",
     "dropout",

@@ -737,6 +737,23 @@ class Tensor:
     def cuda(self) -> Tensor:
         return self.to("cuda")
 
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return _new(self, size, 0, dtype, requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return _new(self, size, 1, dtype, requires_grad)
+
+    def new_full(self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return _new(self, (size,), fill_value, dtype, requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return _new(self, size, 0, dtype, requires_grad)
+
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        xp = backend.xp_of(self.data)
+        arr = xp.array(_val(data), dtype=self.data.dtype if dtype is None else backend.dtype_of(dtype))
+        return Tensor(arr, requires_grad=requires_grad)
+
     def repeat(self, *sizes: Any) -> Tensor:
         return _ops.Repeat.apply(self, reps=_shape_arg(sizes))
 
@@ -964,6 +981,13 @@ class _HookHandle:
 
 
 # -- helpers the methods share ------------------------------------------------------------
+
+
+def _new(like: Tensor, size: tuple, fill: Any, dtype: Any, requires_grad: bool) -> Tensor:
+    """A new leaf on ``like``'s device with its dtype (or ``dtype``), filled with ``fill``."""
+    xp = backend.xp_of(like.data)
+    dt = like.data.dtype if dtype is None else backend.dtype_of(dtype)
+    return Tensor(xp.full(_shape_arg(size), fill, dtype=dt), requires_grad=requires_grad)
 
 
 def _val(x: Any) -> Any:
