@@ -137,6 +137,7 @@ def _pool_event(buf: Any, state: str, owner: str | None) -> None:
     entry = pool.get(id(buf))
     if entry is not None and entry[0]() is buf and entry[1] == state:
         _report_pool(session, buf, state, owner, stack, entry[2])
+    ref: Any
     try:
         ref = weakref.ref(buf)
     except TypeError:  # not weak-referenceable (a bytearray, say): track by id only

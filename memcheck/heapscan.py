@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import warnings
 from collections import Counter, deque
 from typing import Any
 
@@ -84,25 +85,28 @@ class ContainerScan:
 
     def scan(self, iteration: int, exclude: set[int]) -> list[tuple[Any, float]]:
         """``(container, items per iteration)`` for containers that grew by at least an item every ten iterations."""
-        before, then = self._lengths, self._iteration
-        now: dict[int, tuple[type, int]] = {}
-        grown: list[tuple[Any, float]] = []
-        span = iteration - then
         # the older generations only: a container that lives across checks has been promoted there
         # (the young collection below sees to it), and objects another thread is still building
         # (a tuple being filled) are young: holding them would break that thread
         gc.collect(0)
-        for obj in gc.get_objects(1) + gc.get_objects(2):
-            t = type(obj)
-            if t not in _CONTAINERS and not isinstance(obj, _CONTAINERS):
-                continue
-            n = len(obj)
-            if n < _MIN_ITEMS or id(obj) in exclude:
-                continue
-            now[id(obj)] = (t, n)
-            old = before.get(id(obj))
-            if old is not None and old[0] is t and span > 0 and n - old[1] >= max(2, span // 10):
-                grown.append((obj, (n - old[1]) / span))
+        with warnings.catch_warnings():  # touching every object wakes deprecated module proxies
+            warnings.simplefilter("ignore")
+            objects = gc.get_objects(1) + gc.get_objects(2)
+            before, span = self._lengths, iteration - self._iteration
+            now: dict[int, tuple[type, int]] = {}
+            grown: list[tuple[Any, float]] = []
+            for obj in objects:
+                t = type(obj)
+                if t not in _CONTAINERS and not isinstance(obj, _CONTAINERS):
+                    continue
+                n = len(obj)
+                if n < _MIN_ITEMS or id(obj) in exclude:
+                    continue
+                now[id(obj)] = (t, n)
+                old = before.get(id(obj))
+                if old is not None and old[0] is t and span > 0 and n - old[1] >= max(2, span // 10):
+                    grown.append((obj, (n - old[1]) / span))
+            del objects
         self._lengths, self._iteration = now, iteration
         return grown
 

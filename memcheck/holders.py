@@ -178,8 +178,9 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
             for k, v in parent.items():
                 if v is obj:
                     return f".{k} -> {tname}", f"{grand.__qualname__}.{k}", "class_attribute"
-        if grand is not None and getattr(grand, "__dict__", None) is parent:
-            for k, v in parent.items():
+        attrs: dict[Any, Any] = parent
+        if grand is not None and getattr(grand, "__dict__", None) is attrs:
+            for k, v in attrs.items():
                 if v is obj:
                     return f".{k} -> {tname}", f"{type(grand).__qualname__}.{k}", "attribute"
         for k, v in parent.items():
@@ -356,8 +357,7 @@ def _touch_index(code: types.CodeType) -> tuple[tuple[int, tuple[str, str]], ...
     instrs = list(dis.get_instructions(code))
     line = code.co_firstlineno
     for j, ins in enumerate(instrs):
-        if ins.positions is not None and ins.positions.lineno is not None:
-            line = ins.positions.lineno
+        line = _line_of(ins, line)
         if not isinstance(ins.argval, str) and ins.opname != "STORE_SUBSCR":
             continue
         for kind in ("name", "attr", "call"):
@@ -366,6 +366,15 @@ def _touch_index(code: types.CodeType) -> tuple[tuple[int, tuple[str, str]], ...
                 out.append((line, (kind, name)))
     _TOUCHES[code] = known = tuple(out)
     return known
+
+
+def _line_of(ins: Any, current: int) -> int:
+    """The source line of an instruction (3.11+ ``positions``; 3.10 ``starts_line``), else the current one."""
+    pos = getattr(ins, "positions", None)
+    if pos is not None and pos.lineno is not None:
+        return int(pos.lineno)
+    start = getattr(ins, "starts_line", None)
+    return start if isinstance(start, int) and not isinstance(start, bool) else current
 
 
 def _subscr_target(instrs: list[Any], j: int) -> str | None:

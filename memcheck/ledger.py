@@ -51,6 +51,8 @@ class BufferRecord(weakref.ref):
     # weakref.ref's own __init__ takes (obj, callback); the fields are set by Ledger.add
     id: int
     bytes: int
+    _dtype: Any
+    _site: str | tuple[str, int]
     device: str
     role: str
     owner: str | None
@@ -71,7 +73,7 @@ class BufferRecord(weakref.ref):
     def site(self) -> str:
         """Birth site, ``path:line`` in user code."""
         s = self._site
-        if type(s) is not str:
+        if not isinstance(s, str):
             s = self._site = format_site(s)
         return s
 
@@ -158,7 +160,7 @@ class Ledger:
         by_role[role] = by_role.get(role, 0) + nbytes
         return True
 
-    def _died(self, rec: Any) -> None:
+    def _died(self, rec: BufferRecord) -> None:
         if self.live.get(rec.key) is rec:
             del self.live[rec.key]
         else:

@@ -63,8 +63,8 @@ class Recorder:
         self.thread = threading.get_ident()
         self.ledger = Ledger()
         self.iteration = 0
-        # weakref(node) -> (birth_iter, site_pair, op name, graph name, output bytes, released, counter ids)
-        self.nodes: dict[Any, tuple] = {}
+        # weakref(node) -> [birth_iter, site_pair, op name, graph name, output bytes, released, counter ids]
+        self.nodes: dict[Any, list[Any]] = {}
         self.nodes_by_iteration: Counter[int] = Counter()  # live nodes per birth iteration
         self._unreleased = 0
         # id(version counter) -> {weakref(node): version when saved}: who saved what, for in-place checks
@@ -98,6 +98,7 @@ class Recorder:
         self.trace_growth: list[SiteGrowth] = []
         self.trace_span = 1
         self._rss = probes.RssProbe()
+        self._heap = probes.HeapProbe()
         self._gpu = probes.CupyProbe()
         self.t0 = time.perf_counter()
         self._engine_source: str | None = None
@@ -200,7 +201,7 @@ class Recorder:
                   checks: tuple) -> None:  # fmt: skip
         ref = _new_ref(node, self._node_died_cb)
         it = self.iteration
-        counters = ()
+        counters: tuple[int, ...] = ()
         if checks:
             counters = tuple(id(c[1]) for c in checks)
             saved_by = self.saved_by
@@ -210,7 +211,7 @@ class Recorder:
                     saved_by[id(c[1])] = {ref: c[2]}
                 else:
                     entry[ref] = c[2]
-        self.nodes[ref] = (it, birth_site, op, graph, out_bytes, False, counters)
+        self.nodes[ref] = [it, birth_site, op, graph, out_bytes, False, counters]
         self.nodes_by_iteration[it] += 1
         self._unreleased += 1
 
@@ -218,9 +219,11 @@ class Recorder:
         ref = _new_ref(node)
         info = self.nodes.get(ref)
         if info is not None and not info[5]:
-            self.nodes[ref] = info[:5] + (True, ())
+            info[5] = True
             self._unreleased -= 1
-            self._forget_saves(ref, info[6])
+            if info[6]:
+                self._forget_saves(ref, info[6])
+                info[6] = ()
 
     def _node_died(self, ref: Any) -> None:
         info = self.nodes.pop(ref, None)
@@ -232,7 +235,8 @@ class Recorder:
             del counts[info[0]]
         if not info[5]:
             self._unreleased -= 1
-            self._forget_saves(ref, info[6])
+            if info[6]:
+                self._forget_saves(ref, info[6])
 
     def _forget_saves(self, ref: Any, counters: tuple) -> None:
         saved_by = self.saved_by
@@ -330,7 +334,7 @@ class Recorder:
             iteration=self.iteration,
             t=round(now - self.t0, 6),
             rss_bytes=self._rss.read(),
-            heap_bytes=probes.heap_bytes(),
+            heap_bytes=self._heap.read(),
             py_blocks=probes.py_blocks(),
             numpy_bytes=probes.numpy_domain_bytes() if numpy_bytes else None,
             numpy_peak_bytes=probes.traced_peak_bytes(),

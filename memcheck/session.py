@@ -19,7 +19,7 @@ import time
 import traceback as _tb
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from agcore import observe
 from agcore.errors import AgcoreError
@@ -126,7 +126,7 @@ class Session:
         self.sample()
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         try:
             if exc is not None:
                 self._record_exception(exc)

@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: above this many pairs, a fixed-seed random subsample is used (deterministic)
 MAX_PAIRS = 4000
@@ -79,7 +80,7 @@ def _pair_indices(n: int, min_lag: float, x: np.ndarray, max_pairs: int) -> tupl
     return i[keep][:max_pairs], j[keep][:max_pairs]
 
 
-def pairwise_slopes(x: np.ndarray, y: np.ndarray, min_lag_frac: float = 0.25, max_pairs: int = MAX_PAIRS) -> np.ndarray:
+def pairwise_slopes(x: ArrayLike, y: ArrayLike, min_lag_frac: float = 0.25, max_pairs: int = MAX_PAIRS) -> np.ndarray:
     """Slopes of the pairs at least ``min_lag_frac`` of the span apart (all pairs when too few)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -93,15 +94,15 @@ def pairwise_slopes(x: np.ndarray, y: np.ndarray, min_lag_frac: float = 0.25, ma
     return (y[j] - y[i]) / (x[j] - x[i])
 
 
-def theil_sen(x: np.ndarray, y: np.ndarray, min_lag_frac: float = 0.25) -> float:
+def theil_sen(x: ArrayLike, y: ArrayLike, min_lag_frac: float = 0.25) -> float:
     """The median pairwise slope of ``y`` over ``x``; 0.0 with fewer than two points."""
     s = pairwise_slopes(x, y, min_lag_frac)
     return float(np.median(s)) if len(s) else 0.0
 
 
 def estimate(
-    x: np.ndarray,
-    y: np.ndarray,
+    x: ArrayLike,
+    y: ArrayLike,
     min_slope: float,
     noise_floor: float = 0.0,
     quantile: float = 0.10,

@@ -29,6 +29,8 @@ from typing import IO, Any
 from memcheck import probes
 from memcheck.slope import OnlineSlope, SlopeEstimate, estimate
 
+#: the slopes are re-estimated every this many samples
+_JUDGE_EVERY = 4
 #: samples a certain estimate needs, and how much of the run the window keeps
 _MIN_SAMPLES = 12
 _WINDOW = 64
@@ -249,7 +251,8 @@ class _State:
         self.traced: dict[str, Any] | None = None  # growth by line from the last closed window
         self.traced_bpi: float | None = None
         self.next_window = 0  # no new window before this iteration (tracing costs 1.5-4x)
-        self.by_retention = False  # stopped because graphs outlived their iteration (no slope needed)
+        self.by_retention = False
+        self.judged = 0  # stopped because graphs outlived their iteration (no slope needed)
         self.ran = 0
 
     def run(self, step: Callable[[int], Any], iterations: int, bar: Any) -> None:
@@ -308,6 +311,9 @@ class _State:
         i = sample["iteration"]
         if i < sig.ledger.warmup:
             return False
+        self.judged += 1
+        if self.judged % _JUDGE_EVERY and sig.window_opened is None and self.estimates:
+            return False  # three robust slopes cost a millisecond: every few samples is soon enough
         est = self.estimates = sig.estimates()
         if sig.window_opened is not None:
             if i - sig.window_opened < _TRACE_SAMPLES * self.every:
@@ -370,8 +376,10 @@ class _State:
         per_site: dict[str, float] = {}
         for r in rows:  # a line can have a NumPy row and a Python row: one entry per line
             per_site[r.site] = per_site.get(r.site, 0.0) + r.bytes / span
-        by_site = [{"site": k, "bytes_per_iteration": v} for k, v in per_site.items() if v >= 1.0]
-        by_site.sort(key=lambda row: -row["bytes_per_iteration"])
+        by_site = sorted(
+            ({"site": k, "bytes_per_iteration": v} for k, v in per_site.items() if v >= 1.0),
+            key=lambda row: -row["bytes_per_iteration"],  # type: ignore[operator]
+        )
         return {
             "source": "soak",
             "bytes_per_iteration": float(bpi),

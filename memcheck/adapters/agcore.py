@@ -66,7 +66,7 @@ class AgcoreAdapter(Observer):
         self._node_made(node, node.site_pair, node.fn.__name__, node.graph.name, output.data.nbytes, node.checks)
         live = self._live
         for edge in node.inputs:  # a leaf made before the watch is adopted when first used
-            if type(edge) is _Tensor and id(edge.data) not in live:
+            if isinstance(edge, _Tensor) and id(edge.data) not in live:
                 self._adopt(edge)
 
     def _adopt(self, tensor: Any) -> None:
