@@ -211,9 +211,9 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     for name in _slot_names(parent):
         if getattr(parent, name, None) is obj:
             return f".{name} -> {tname}", f"{type(parent).__qualname__}.{name}", "attribute"
-    attrs = getattr(parent, "__dict__", None)
-    if isinstance(attrs, dict) and attrs is not obj:  # 3.11 keeps attributes inline: the object holds them
-        for k, v in attrs.items():
+    inline = getattr(parent, "__dict__", None)
+    if isinstance(inline, dict) and inline is not obj:  # 3.11 keeps attributes inline: the object holds them
+        for k, v in inline.items():
             if v is obj:
                 return f".{k} -> {tname}", f"{type(parent).__qualname__}.{k}", "attribute"
     if getattr(parent, "__dict__", None) is obj:
