@@ -37,6 +37,8 @@ class Inspector:
         self.watch_closes_at = 0
         self._codes: list[types.CodeType] | None = None
         self._caught_once = False
+        self._first_retained: int | None = None  # the oldest retained iteration at the last check
+        self.last_containers: tuple[GrowingContainer, ...] = ()
 
     # -- the line window ----------------------------------------------------------------
     def tick(self) -> bool:
@@ -83,8 +85,15 @@ class Inspector:
                     tokens[holder.name] = token
                 retention = replace(retention, holder=holder)
             del chain
+        if retention is not None:
+            first = retention.first_iteration
+            sliding = self._first_retained is not None and first > self._first_retained
+            self._first_retained = first
+            retention = replace(retention, sliding=sliding)
         found: list[GrowingContainer] = []
-        if containers:
+        if not containers:
+            found = list(self.last_containers)  # what the last scan found: records, nothing live
+        else:
             exclude = {id(self.rec.ledger.live), id(self.rec.nodes), id(self.rec.leaves), id(self.rec.saved_by),
                        id(self.scan._lengths), id(self.candidates), id(self.executed)}  # fmt: skip
             grown = self.scan.scan(self.rec.iteration, exclude)
@@ -102,6 +111,8 @@ class Inspector:
                 if len(found) >= _MAX_CONTAINERS:
                     break
             del grown
+            self.last_containers = tuple(found)
+        found = [replace(c, holder=self._with_lines(c.holder)) for c in found]  # lines learnt since
         self._arm(tokens)
         holders.unpin_locals()
         return retention, tuple(found)

@@ -154,6 +154,7 @@ class Retention:
     node_bytes: int
     made_at: str  # where the oldest retained graph's head op was called
     holder: Holder | None
+    sliding: bool = False  # the oldest retained iteration moved on since the last check: a bounded window
 
 
 @dataclass(slots=True, frozen=True)

@@ -32,15 +32,23 @@ def detect(obs: Observations) -> list[Finding]:
     kept = f", kept by {name}" if name else ""
     at = f" (put there at {lines[0]})" if lines else ""
     optimizer_changes = sum(1 for ev in obs.inplace if ev.by_optimizer)
+    if r.sliding:  # the window moves on: bounded, but each kept step holds its whole graph
+        message = (
+            f"{r.nodes} graph nodes of the last {r.iterations} iterations are kept alive{kept}{at}, about "
+            f"{per_iter:,.0f} bytes per kept iteration: the window is bounded, but every entry holds its whole "
+            "graph. Keep detached tensors (.detach()) or plain numbers instead."
+        )
+    else:
+        message = (
+            f"{r.nodes} graph nodes from {r.iterations} earlier iterations are still alive{kept}{at}: about "
+            f"{per_iter:,.0f} bytes per iteration that are never freed. Keep plain numbers (loss.item()) or "
+            "detached tensors instead of tensors that carry their graph, or clear the container each iteration."
+        )
     return [
         Finding(
             kind="retained_graph",
-            severity="error",
-            message=(
-                f"{r.nodes} graph nodes from {r.iterations} earlier iterations are still alive{kept}{at}: about "
-                f"{per_iter:,.0f} bytes per iteration that are never freed. Keep plain numbers (loss.item()) or "
-                "detached tensors instead of tensors that carry their graph, or clear the container each iteration."
-            ),
+            severity="error",  # bounded or not, every kept step holds a whole graph nobody will use
+            message=message,
             owner=name,
             sites=unique(lines[:3] + [r.made_at]),
             bytes=r.bytes,
@@ -56,6 +64,7 @@ def detect(obs: Observations) -> list[Finding]:
                 "bytes_per_iteration": per_iter,
                 "graph_made_at": r.made_at,
                 "optimizer_changed_saved_tensors": optimizer_changes,
+                "bounded": r.sliding,
             },
         )
     ]
