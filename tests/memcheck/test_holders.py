@@ -125,10 +125,8 @@ class Trainer:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="holders: (1) on Python 3.11+ an instance whose __dict__ was never materialised refers to its "
-    "attribute values directly, and _hop labels that hop 'Trainer -> list' with no attribute name; (2) where the "
-    "__dict__ exists, describe() erases the 'Trainer.curve' name because its user-class test reads "
-    "type(prev) (the dict) instead of the instance: both give \"local 'trainer' of ...\"",
+    reason="holders.candidate_lines for an attribute lists `self.curve: list = []` (a fresh empty container "
+    "stored into it) next to `self.curve.append(value)`; for a variable such a store is left out",
 )
 def test_an_object_attribute_is_named_class_dot_attribute() -> None:
     trainer = Trainer()
