@@ -65,6 +65,15 @@ HISTORY = Holder(
 )
 
 
+SNAPSHOTS = Holder(
+    name="global 'SNAPSHOTS' in train",
+    kind="global",
+    chain=(Hop("module train", "dict"), Hop("global 'SNAPSHOTS' -> list", "list")),
+    lines=("train.py:40",),
+    executed=True,
+)
+
+
 def container(same: int = 1, same_type: str = "ndarray", holder: Holder = HISTORY, rate: float = 1.0,
               bpi: float = 1024.0, item_type: str = "ndarray") -> GrowingContainer:  # fmt: skip
     return GrowingContainer(holder=holder, items=40, items_per_iteration=rate, bytes_per_iteration=bpi,
@@ -341,7 +350,7 @@ def every_kind() -> Observations:
         errors=(caught(),),
         reported=(reported_dangling(),),
         retention=retention(),
-        containers=(container(same=12),),
+        containers=(container(same=12, holder=SNAPSHOTS),),  # another holder than the retained graph's
         cycles=cycles(),
     )
 
@@ -549,3 +558,15 @@ def test_a_pool_report_keeps_its_lines_first_over_repeated_checks() -> None:
         firsts = [next(f for f in s.check() if f.kind == "aliased_buffers").sites[0] for _ in range(3)]
         s.keep = None
     assert firsts == [marker_site(__file__, "released-twice")] * 3
+
+
+def test_growth_takes_a_soaks_verdict_when_one_ran() -> None:
+    rising = samples([10_000 + 2048 * i for i in range(100)])
+    soak_says_flat = {"source": "soak", "certain": False, "bytes_per_iteration": 3.0, "probe": "ledger"}
+    assert run(growth.detect, snapshot(samples=rising, growth=soak_says_flat)) == []
+    by_site = [{"site": "train.py:30", "bytes_per_iteration": 4096.0}]
+    soak_says_leak = {"source": "soak", "certain": True, "bytes_per_iteration": 4096.0, "probe": "heap",
+                      "window": [50, 400], "by_site": by_site}  # fmt: skip
+    (f,) = run(growth.detect, snapshot(samples=samples([5.0] * 100), growth=soak_says_leak))
+    assert f.evidence["bytes_per_iteration"] == 4096.0 and f.evidence["probe"] == "heap"
+    assert f.evidence["window"] == [50, 400] and f.sites == ["train.py:30"]

@@ -243,3 +243,23 @@ def test_buffers_freed_only_by_the_cyclic_collector_are_summarised() -> None:
     assert dict(rec.cycle_sites) == {"train.py:12": 3}
     assert rec.cycle_collections >= 1
     assert rec._gc_phase not in gc.callbacks  # stop() leaves the collector as it found it
+
+
+def test_a_snapshot_is_plain_data_that_keeps_nothing_alive() -> None:
+    import weakref
+
+    import agcore as ag
+    import memcheck
+    from memcheck.observations import observe
+
+    with memcheck.watch(boundaries="user") as s:
+        w = ag.tensor(np.ones((4, 4), "float32"), requires_grad=True, name="w")
+        (w * 2).sum().backward()
+        s.iteration()
+        obs = observe(s.recorder)
+        ref = weakref.ref(w)
+        del w
+        assert ref() is None  # the snapshot refers to no tensor, array or node
+    (leaf,) = [v for v in obs.leaves if v.name == "w"]
+    assert leaf.grad_bytes == 64 and leaf.storage_bytes == 64 and leaf.requires_grad
+    assert obs.iteration == 1 and obs.samples and obs.roles
