@@ -529,8 +529,9 @@ CASES = {
 
 _UNSTABLE_ROOT = pytest.mark.xfail(
     strict=True,
-    reason="holders._hop labels a frame root with its current line (f'{co_name}() at {file}:{f_lineno}'), so the "
-    "retained_graph evidence (chain, holder.chain) changes with the line check() is called from",
+    reason="the retained_graph evidence (chain, holder.chain) changes between checks: holders._hop labels a frame "
+    "root with its current line ('test_x() at file:6', then ':7'), and the first walk materialises an instance's "
+    "__dict__, so later walks add an 'attributes' hop (Session -> .keep, then Session -> attributes -> .keep)",
 )
 
 
