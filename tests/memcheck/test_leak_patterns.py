@@ -105,6 +105,12 @@ def assert_leak(r: Result, holder: str | None, kinds: tuple[str, ...] = ("retain
         assert holder in r.text, r.explain()
     assert any(f["sites"] and f["sites"][0] == r.site() for f in found), [f["sites"][:3] for f in found]
     assert f"script.py:{r.line()}" in r.text, r.explain()
+    for f in r.findings:  # never memcheck's, agcore's or a library's line, never a def line or a docstring
+        for where in f["sites"]:
+            path, _, line = where.rpartition(":")
+            assert Path(path).parent == r.script.parent, where
+            text = Path(path).read_text().splitlines()[int(line) - 1].strip()
+            assert not text.startswith(("def ", "class ", '"""', "@")), where
 
 
 def assert_clean(r: Result) -> None:
