@@ -222,6 +222,7 @@ def test_inplace_saved_fires_without_backward_with_both_sites() -> None:
         y = a * w  # w-saved
         w.mul_(2)  # w-changed
     f = only(s, "inplace_saved")
+    assert f.severity == "warning"  # never backwarded: the gradient is not wrong yet, so not an error
     assert f.sites == [site("w-changed"), site("w-saved")]
     assert f.owner == "w" and f.bytes == 12
     assert f.evidence["op"] == "mul_" and f.evidence["saved_version"] == 0 and f.evidence["version"] == 1
@@ -241,6 +242,22 @@ def test_inplace_saved_with_backward_raises_and_reports_once() -> None:
     f = s.findings[0]
     assert f.sites[:2] == [site("w-changed-2"), site("w-saved-2")]
     assert s.run.error["type"] == "InplaceModifiedError"
+
+
+def test_inplace_saved_error_the_program_caught_is_still_a_finding() -> None:
+    with memcheck.watch() as s:
+        a = ag.tensor([1.0, 2.0, 3.0], requires_grad=True, name="a")
+        w = ag.tensor([4.0, 5.0, 6.0], name="w")
+        loss = (a * w).sum()  # w-saved-3
+        w.mul_(2)  # w-changed-3
+        try:
+            loss.backward()  # backward-3
+        except ag.InplaceModifiedError:
+            pass
+    errors = [f for f in s.findings if f.kind == "inplace_saved" and f.severity == "error"]
+    assert len(errors) == 1 and errors[0].evidence["caught"] is True
+    assert errors[0].sites == [site("w-changed-3"), site("w-saved-3"), site("backward-3")]
+    assert s.run.error is None  # the program went on
 
 
 def test_inplace_saved_silent_on_unsaved_tensors_and_after_backward() -> None:
