@@ -143,7 +143,7 @@ class Inspector:
         try:
             gc.set_debug(flags | gc.DEBUG_SAVEALL)
             gc.collect(generation)
-            found = _closing_edges(gc.garbage[kept:])
+            found = _closing_edges(gc.garbage[kept:], self.rec.ledger.live)
         finally:
             gc.set_debug(flags)
             del gc.garbage[kept:]
@@ -153,7 +153,7 @@ class Inspector:
         if self.rec.cycle_buffers and not self.rec.cycle_lines and not self._caught_once:
             # the collector freed them before we looked: keep the next collection's garbage aside, once
             self._caught_once = True
-            self.rec.catch_cycles = lambda garbage: self._lines_of(_closing_edges(garbage))
+            self.rec.catch_cycles = lambda garbage: self._lines_of(_closing_edges(garbage, self.rec.ledger.live))
 
     def _lines_of(self, edges: list[tuple[str, Any]]) -> list[str]:
         lines: list[str] = []
@@ -168,13 +168,17 @@ class Inspector:
         return lines
 
 
-def _closing_edges(garbage: list[Any]) -> list[tuple[str, Any]]:
+def _closing_edges(garbage: list[Any], mine: dict[int, Any]) -> list[tuple[str, Any]]:
     """``(attribute, value)`` through which an object in a cycle refers to a function or method (the back edge).
 
     Reads each object's attributes through ``__dict__`` (Python 3.11 keeps instance attributes
     inline: the dict is made on first read, so it is never among the garbage itself).
     """
     ids = {id(o) for o in garbage}
+    # only garbage that holds a buffer this session recorded is ours to explain (another session's,
+    # or a test's leftovers, may be collected in the same pass)
+    if not any(id(getattr(o, "data", None)) in mine for o in garbage if hasattr(o, "grad_fn")):
+        return []
     out: list[tuple[str, Any]] = []
     for o in garbage:
         if isinstance(o, (dict, list, tuple, type)) or not hasattr(o, "__dict__"):

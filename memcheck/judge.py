@@ -48,7 +48,13 @@ def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKe
         if old is not None and old.owner and not f.owner:
             continue
         out[k] = f
-    return out
+    return _one_cause(out)
+
+
+def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
+    """Growth held by the same holder as a retained graph is that graph's memory: one finding, not two."""
+    retained = {f.owner for f in table.values() if f.kind == "retained_graph" and f.owner}
+    return {k: f for k, f in table.items() if not (f.kind == "growth" and f.owner in retained)}
 
 
 def ordered(findings: list[Finding]) -> list[Finding]:

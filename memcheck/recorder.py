@@ -302,7 +302,10 @@ class Recorder:
         if source == "user":
             if policy not in ("auto", "user"):
                 return False
+            first_mark = policy == "auto" and self._engine_source in ("step", "backward")
             self._engine_source = "user"
+            if first_mark:  # the engine already ended this iteration: from now on the user's marks count
+                return False
         elif policy == "auto":
             current = self._engine_source
             if current == "user":

@@ -34,13 +34,15 @@ def detect(obs: Observations) -> list[Finding]:
     optimizer_changes = sum(1 for ev in obs.inplace if ev.by_optimizer)
     if r.sliding:  # the window moves on: bounded, but each kept step holds its whole graph
         message = (
-            f"{r.nodes} graph nodes of the last {r.iterations} iterations are kept alive{kept}{at}, about "
+            f"At iteration {obs.iteration}, {r.nodes} graph nodes of the last {r.iterations} iterations were "
+            f"kept alive{kept}{at}, about "
             f"{per_iter:,.0f} bytes per kept iteration: the window is bounded, but every entry holds its whole "
             "graph. Keep detached tensors (.detach()) or plain numbers instead."
         )
     else:
         message = (
-            f"{r.nodes} graph nodes from {r.iterations} earlier iterations are still alive{kept}{at}: about "
+            f"At iteration {obs.iteration}, {r.nodes} graph nodes from {r.iterations} earlier iterations were "
+            f"still alive{kept}{at}: about "
             f"{per_iter:,.0f} bytes per iteration that are never freed. Keep plain numbers (loss.item()) or "
             "detached tensors instead of tensors that carry their graph, or clear the container each iteration."
         )
