@@ -18,6 +18,12 @@ def _shape(x: Any) -> tuple[int, ...]:
     return getattr(x, "shape", ())
 
 
+def _integral(x: Any) -> bool:
+    """An integer or bool operand (array or Python number)."""
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    return kind in ("i", "u", "b") if kind is not None else isinstance(x, int)
+
+
 class Add(Function):
     trusted = True
 
@@ -92,7 +98,10 @@ class Div(Function):
             return recip * ad
         ctx.args = None
         ctx.save_for_backward(a if nb else None, b if (na or nb) else None, None)
-        return ad / bd
+        out = ad / bd
+        if out.dtype.kind == "f" and _integral(ad) and _integral(bd):
+            out = out.astype("float32")  # torch: integer / integer is the default float dtype
+        return out
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
