@@ -681,7 +681,8 @@ class Tensor:
         if basic is not None:
             _view(_ops.Slice, self, basic).copy_(value)
         else:
-            self._inplace("index_put_", _ops.IndexPut, (value,), {"index": _ops.plain_index(index)})
+            idx = _ops.plain_index(index)
+            self._inplace("index_put_", _ops.IndexPut, (value,), {"index": idx}, _index_writer(idx))
 
     # -- copies and casts ---------------------------------------------------------
     def clone(self) -> Tensor:
@@ -789,18 +790,19 @@ class Tensor:
 
     def zero_(self) -> Tensor:
         """Fill with zeros in place; bumps the version counter."""
-        return self._inplace("zero_", _ops.Fill, (0,), None)
+        return self._inplace("zero_", _ops.Fill, (0,), None, _ifill)
 
     def fill_(self, value: Any) -> Tensor:
         """Fill with ``value`` (a number or a 0-d tensor) in place."""
-        return self._inplace("fill_", _ops.Fill, (value,), None)
+        return self._inplace("fill_", _ops.Fill, (value,), None, _ifill)
 
     def copy_(self, src: Any) -> Tensor:
         """Copy ``src`` (broadcast, cast to this dtype) into this storage; gradients flow to ``src``."""
-        return self._inplace("copy_", _ops.Copy, (src,), None)
+        return self._inplace("copy_", _ops.Copy, (src,), None, _icopy)
 
     def masked_fill_(self, mask: Any, value: Any) -> Tensor:
-        return self._inplace("masked_fill_", _ops.MaskedFill, (value,), {"mask": _mask_of(mask)})
+        m = _mask_of(mask)
+        return self._inplace("masked_fill_", _ops.MaskedFill, (value,), {"mask": m}, _masked_writer(m))
 
     def normal_(self, mean: _Float = 0.0, std: _Float = 1.0, generator: Any = None) -> Tensor:
         rng = _STATE.rng if generator is None else generator.rng
@@ -1066,6 +1068,28 @@ _TYPE_NAMES = {
     "bool": "BoolTensor",
     "float16": "HalfTensor",
 }
+
+
+def _ifill(data: Any, v: Any) -> None:
+    data.fill(v.item() if backend.is_array(v) else v)
+
+
+def _icopy(data: Any, v: Any) -> None:
+    data[...] = v
+
+
+def _masked_writer(mask: Any) -> Any:
+    def write(data: Any, v: Any) -> None:
+        backend.xp_of(data).copyto(data, v, where=mask)
+
+    return write
+
+
+def _index_writer(index: Any) -> Any:
+    def write(data: Any, v: Any) -> None:
+        data[index] = v
+
+    return write
 
 
 def _iadd(data: Any, v: Any) -> None:

@@ -166,3 +166,14 @@ def test_max_with_dim_returns_values_and_indices() -> None:
     assert values.tolist() == [5.0, 7.0] and indices.tolist() == [1, 0] and indices.dtype == ag.int64
     assert x.max().item() == 7.0 and x.argmax().item() == 3
     assert ag.topk(x, 2).indices.tolist() == [[1, 2], [0, 2]]
+
+
+def test_inplace_writes_under_no_grad_go_straight_to_the_storage() -> None:
+    logits = ag.tensor([[1.0, 5.0, 3.0], [2.0, 0.0, 4.0]])
+    with ag.no_grad():
+        v, _ = ag.topk(logits, 2)
+        logits[logits < v[:, [-1]]] = -float("inf")  # nanoGPT's generate()
+        logits.masked_fill_(logits == 5.0, 6.0)
+        logits[0, 0].fill_(7.0)
+    assert logits.tolist() == [[7.0, 6.0, 3.0], [2.0, -float("inf"), 4.0]]
+    assert logits.version == 3  # three changes of one storage, one through a view
