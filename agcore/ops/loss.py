@@ -52,8 +52,14 @@ def _targets(targets: Any, op: str) -> Any:
 
 
 def _check_targets(t: Any, n_classes: int, ignore_index: int, op: str) -> tuple[Any, Any]:
-    """``(targets with ignored ones set to 0, mask of the ones that count)``; raises on out-of-range ones."""
+    """``(targets with ignored ones set to 0, mask of the ones that count or None for all)``.
+
+    Raises on a target outside ``[0, n_classes)`` that is not ``ignore_index`` (it must never
+    wrap around to the last class, as a plain NumPy index would).
+    """
     xp = backend.xp_of(t)
+    if t.size and 0 <= int(t.min()) and int(t.max()) < n_classes and not 0 <= ignore_index < n_classes:
+        return t, None  # the common case: every target counts, no mask to carry
     valid = t != ignore_index
     bad = valid & ((t < 0) | (t >= n_classes))
     if bad.any():
@@ -68,8 +74,10 @@ def _check_targets(t: Any, n_classes: int, ignore_index: int, op: str) -> tuple[
 def _reduce(losses: Any, valid: Any, reduction: str, shape: tuple) -> tuple[Any, Any]:
     """The reduced loss and the divisor backward scales by (the count of non-ignored rows for mean)."""
     xp = backend.xp_of(losses)
+    if valid is not None:
+        losses *= valid
     if reduction == "mean":
-        count = valid.sum()
+        count = valid.sum() if valid is not None else losses.shape[0]
         return xp.asarray(losses.sum() / count, dtype=losses.dtype), count
     if reduction == "sum":
         return xp.asarray(losses.sum(), dtype=losses.dtype), 1
@@ -99,7 +107,6 @@ class CrossEntropy(Function):
         lse += m
         rows = xp.arange(x2.shape[0])
         losses = lse[:, 0] - x2[rows, tt]
-        losses *= valid
         out, scale = _reduce(losses, valid, reduction, t.shape)
         ctx.args = (tt, valid, scale, reduction, x.shape)
         ctx.save_for_backward(logits, lse)
@@ -115,9 +122,10 @@ class CrossEntropy(Function):
         xp.exp(grad, out=grad)
         grad[xp.arange(grad.shape[0]), tt] -= 1
         if reduction == "none":
-            grad *= (g.reshape(-1) * valid)[:, None]
+            grad *= (g.reshape(-1) if valid is None else g.reshape(-1) * valid)[:, None]
         else:
-            grad *= valid[:, None]
+            if valid is not None:
+                grad *= valid[:, None]
             grad *= g / scale
         return _unrows(grad, shape), None
 
@@ -141,7 +149,6 @@ class NLLLoss(Function):
         x2, t2 = _class_rows(x, t, "nll_loss")
         tt, valid = _check_targets(t2, x2.shape[1], ignore_index, "nll_loss")
         losses = -x2[xp.arange(x2.shape[0]), tt]
-        losses *= valid
         out, scale = _reduce(losses, valid, reduction, t.shape)
         ctx.args = (tt, valid, scale, reduction, x.shape, x.dtype)
         return out
@@ -152,8 +159,8 @@ class NLLLoss(Function):
         xp = backend.xp_of(g)
         n = tt.shape[0]
         grad = xp.zeros((n, shape[-1] if len(shape) < 3 else shape[1]), dtype=dtype)
-        w = -(g.reshape(-1) * valid) if reduction == "none" else -(valid * (g / scale))
-        grad[xp.arange(n), tt] = w
+        w = -g.reshape(-1) if reduction == "none" else -(g / scale)
+        grad[xp.arange(n), tt] = w if valid is None else w * valid
         return _unrows(grad, shape), None
 
 
