@@ -71,6 +71,17 @@ def test_gelu(approximate: str) -> None:
     _compare(lambda x: ag.gelu(x, approximate), lambda x: F.gelu(x, approximate=approximate), 3 * r(4, 7))
 
 
+def test_gelu_float32_is_within_float32_rounding_of_torch() -> None:
+    x = (4 * r(64, 33)).astype(np.float32)
+    mine = ag.tensor(x, requires_grad=True)
+    theirs = torch.tensor(x, requires_grad=True)
+    out_m, out_t = ag.gelu(mine), F.gelu(theirs)
+    np.testing.assert_allclose(out_m.numpy(), out_t.detach().numpy(), atol=2e-6)
+    out_m.sum().backward()
+    out_t.sum().backward()
+    np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), atol=2e-6)
+
+
 def test_gelu_float32_uses_no_power() -> None:
     x = ag.tensor(r(64, 64).astype(np.float32), requires_grad=True)
     y = ag.gelu(x, approximate="tanh")
