@@ -29,7 +29,8 @@ from agcore.sites import user_site
 from agcore.version import Version
 
 _STATE = scope.DEFAULT
-_Float = float  # Tensor defines a method named float: annotations inside it use this
+_Float = float  # Tensor defines methods named float and bool: annotations after them use these
+_Bool = bool
 
 #: what ``max(dim)``, ``min(dim)``, ``topk``, ``sort`` return, as torch's named tuples do
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
@@ -738,19 +739,19 @@ class Tensor:
     def cuda(self) -> Tensor:
         return self.to("cuda")
 
-    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: _Bool = False) -> Tensor:
         return _new(self, size, 0, dtype, requires_grad)
 
-    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: _Bool = False) -> Tensor:
         return _new(self, size, 1, dtype, requires_grad)
 
-    def new_full(self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    def new_full(self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: _Bool = False) -> Tensor:
         return _new(self, (size,), fill_value, dtype, requires_grad)
 
-    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: _Bool = False) -> Tensor:
         return _new(self, size, 0, dtype, requires_grad)
 
-    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: _Bool = False) -> Tensor:
         xp = backend.xp_of(self.data)
         arr = xp.array(_val(data), dtype=self.data.dtype if dtype is None else backend.dtype_of(dtype))
         return Tensor(arr, requires_grad=requires_grad)
