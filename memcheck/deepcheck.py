@@ -98,7 +98,7 @@ class Inspector:
                        id(self.scan._lengths), id(self.candidates), id(self.executed)}  # fmt: skip
             grown = self.scan.scan(self.rec.iteration, exclude)
             grown.sort(key=lambda g: -g[1])
-            for container, rate in grown[: _MAX_CONTAINERS * 3]:
+            for container, rate in grown[:_MAX_CONTAINERS]:
                 desc = heapscan.describe_container(container, rate)
                 if desc is None or not holders.is_user_file(_root_file(desc.holder)) and desc.holder.kind == "unknown":
                     continue

@@ -114,7 +114,7 @@ class ContainerScan:
 def describe_container(container: Any, items_per_iteration: float, budget_s: float = 1.0) -> GrowingContainer | None:
     """Who holds a growing container, what its new items keep alive, and whether one item repeats."""
     holder, chain = holders.holder_of(container, budget_s=budget_s)
-    own = any(type(o).__module__.startswith("memcheck") for o in chain)  # memcheck's own bookkeeping
+    own = any(holders.is_memchecks(o) for o in chain)  # memcheck's own bookkeeping
     del chain
     if holder is None or own:
         return None

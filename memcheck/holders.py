@@ -85,7 +85,93 @@ def find_chain(target: Any, max_depth: int = 16, budget_s: float = 2.0) -> list[
     walk linear in the heap times the depth.
     """
     with HEAP_WALK:
-        return _walk(target, max_depth, budget_s)
+        return _walk_forward(target, budget_s / 2) or _walk(target, max_depth, budget_s / 2)
+
+
+#: the backward walk's widest level (get_referrers costs the heap times this)
+_FRONTIER_CAP = 64
+#: a forward walk stops after visiting this many objects
+_FORWARD_BUDGET = 100_000
+
+
+def is_memchecks(obj: Any) -> bool:
+    """True for an object of one of memcheck's own classes."""
+    module = getattr(type(obj), "__module__", None)
+    return isinstance(module, str) and module.startswith("memcheck")
+
+
+_LEAVES = (str, int, float, bytes, type(None), types.ModuleType, types.CodeType, types.BuiltinFunctionType)
+
+
+def _worth_following(obj: Any) -> bool:
+    """Not into atoms, modules or code, nor into a library's functions and classes (their globals reach
+    the whole library): what a user keeps is reached through the user's own objects."""
+    if isinstance(obj, _LEAVES):
+        return False
+    if isinstance(obj, types.FunctionType):
+        return is_user_file(obj.__code__.co_filename)
+    if isinstance(obj, type):
+        return _user_class(obj)
+    return True
+
+
+def _walk_forward(target: Any, budget_s: float) -> list[Any]:
+    """Breadth-first from the user's roots (this thread's frames, user modules) to ``target``.
+
+    Each step asks one object for its referents (cheap, local), never the whole heap for its
+    referrers, so the cost is what the user's roots reach, not the heap: a program that keeps
+    thousands of graphs is walked as fast as one that keeps none.
+    """
+    modules = _module_dicts()
+    parent: dict[int, Any] = {}
+    keep: dict[int, Any] = {}
+    frontier: list[Any] = []
+    f: Any = sys._getframe(1)
+    frames = []
+    while f is not None:
+        if is_user_file(f.f_code.co_filename) and f.f_locals is not f.f_globals:
+            frames.append(f)
+        f = f.f_back
+    for frame in frames:  # roots: never anyone's child, so a chain always ends at one
+        parent[id(frame)] = None
+        keep[id(frame)] = frame
+    for frame in frames:  # locals first: the most telling roots
+        for value in frame.f_locals.values():
+            if id(value) not in parent:
+                parent[id(value)] = frame
+                keep[id(value)] = value
+                frontier.append(value)
+    for name, m in list(sys.modules.items()):
+        path = getattr(m, "__file__", None) or ""
+        d = getattr(m, "__dict__", None)
+        if (path and is_user_file(path) or name == "__main__") and isinstance(d, dict) and id(d) not in parent:
+            parent[id(d)] = None
+            keep[id(d)] = d
+            frontier.append(d)
+    ignore = {id(parent), id(keep), id(frontier), id(modules), id(frames)}
+    deadline = time.perf_counter() + budget_s
+    visited = 0
+    while frontier and visited < _FORWARD_BUDGET and time.perf_counter() < deadline:
+        nxt: list[Any] = []
+        for obj in frontier:
+            if obj is target:
+                chain = [obj]
+                while parent.get(id(chain[-1])) is not None and len(chain) <= len(parent):
+                    chain.append(parent[id(chain[-1])])
+                chain.reverse()
+                return chain
+            visited += 1
+            if is_memchecks(obj):
+                continue  # memcheck's own bookkeeping holds everything: it is no user's root
+            for ref in gc.get_referents(obj):
+                rid = id(ref)
+                if rid in parent or rid in ignore or not _worth_following(ref):
+                    continue
+                parent[rid] = obj
+                keep[rid] = ref
+                nxt.append(ref)
+        frontier = nxt
+    return []
 
 
 def _walk(target: Any, max_depth: int, budget_s: float) -> list[Any]:
@@ -114,6 +200,7 @@ def _walk(target: Any, max_depth: int, budget_s: float) -> list[Any]:
                 return _unwind([obj], parent)  # a closure: its variables are what the user names
         if depth == max_depth or not frontier or time.perf_counter() > deadline:
             break
+        frontier = frontier[:_FRONTIER_CAP]  # gc.get_referrers scans the heap once per call, times the frontier
         ignore.add(id(frontier))
         level = {id(o) for o in frontier}
         referrers = gc.get_referrers(*frontier)

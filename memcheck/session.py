@@ -226,7 +226,12 @@ class Session:
 
     def _timed_check(self, containers: bool) -> None:
         start = time.perf_counter()
-        self._check(deep=True, containers=containers)
+        try:
+            self._check(deep=True, containers=containers)
+        except Exception as err:  # memcheck's own failure must never break the program it watches
+            self._next_deep = 1 << 62  # no more scheduled checks; the final check still runs
+            warnings.warn(f"memcheck: a check during the run failed ({type(err).__name__}: {err}); "
+                          "later checks are skipped", RuntimeWarning, stacklevel=2)  # fmt: skip
         self._last_deep_end = time.perf_counter()
         self._deep_cost = self._last_deep_end - start
 
