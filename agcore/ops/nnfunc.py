@@ -99,7 +99,7 @@ class Softmax(Function):
         x = a.data
         dim = _dim(dim, x.ndim)
         xp = backend.xp_of(x)
-        out = x - x.max(axis=dim, keepdims=True)
+        out = xp.asarray(x - x.max(axis=dim, keepdims=True))  # an array even for 0-d input
         xp.exp(out, out=out)
         out /= out.sum(axis=dim, keepdims=True)
         ctx.args = dim
@@ -124,7 +124,7 @@ class LogSoftmax(Function):
         x = a.data
         dim = _dim(dim, x.ndim)
         xp = backend.xp_of(x)
-        out = x - x.max(axis=dim, keepdims=True)
+        out = xp.asarray(x - x.max(axis=dim, keepdims=True))
         out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
         ctx.args = dim
         ctx.save_for_backward(out)
@@ -232,6 +232,13 @@ class Gelu(Function):
         x = a.data
         ctx.args = approximate
         ctx.save_for_backward(a)
+        if x.ndim == 0:  # 0-d arithmetic gives NumPy scalars, which out= cannot write into
+            x = x.reshape(1)
+            return Gelu._forward(x, approximate).reshape(())
+        return Gelu._forward(x, approximate)
+
+    @staticmethod
+    def _forward(x: Any, approximate: str) -> Any:
         if approximate == "tanh":
             xp = backend.xp_of(x)
             inner = x * x  # x**3 as products: NumPy's float32 power is ~100x slower
@@ -253,8 +260,14 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (x,) = ctx.saved_tensors
+        if x.ndim == 0:
+            return Gelu._backward(x.reshape(1), g.reshape(1), ctx.args).reshape(())
+        return Gelu._backward(x, g, ctx.args)
+
+    @staticmethod
+    def _backward(x: Any, g: Any, approximate: str) -> Any:
         xp = backend.xp_of(x)
-        if ctx.args == "tanh":
+        if approximate == "tanh":
             x2 = x * x
             t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x2))
             d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x2)

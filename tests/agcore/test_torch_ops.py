@@ -227,3 +227,12 @@ def test_small_integer_powers_take_the_product_path() -> None:
     from agcore.ops.arith import _small_power
 
     assert _small_power(x.data, 3) is not None and _small_power(x.data, 2.5) is None
+
+
+def test_fused_ops_on_0d_tensors() -> None:
+    """0-d arithmetic in NumPy gives scalars (no ``out=``): found by the differential test at seed 247."""
+    _compare(
+        lambda x: ag.gelu(x) + ag.gelu(x, "tanh") + ag.softmax(x, 0) + ag.log_softmax(x, 0),
+        lambda x: F.gelu(x) + F.gelu(x, approximate="tanh") + F.softmax(x, 0) + F.log_softmax(x, 0),
+        np.array(0.7),
+    )
