@@ -79,7 +79,7 @@ from agcore.scope import (
     no_grad,
     set_grad_enabled,
 )
-from agcore.tensor import Size, Tensor
+from agcore.tensor import Device, Size, Tensor
 
 __version__ = "0.1.0"
 
@@ -256,9 +256,9 @@ autograd = _SimpleNamespace(Function=Function)
 cuda = _SimpleNamespace(is_available=gpu_available)
 
 
-def device(type: str, index: int | None = None) -> str:
-    """torch's ``device(...)``: agcore names devices by plain strings ("cpu", "cuda")."""
-    return str(type).split(":")[0]
+def device(type: str, index: int | None = None) -> Device:
+    """torch's ``device(...)``: a string ("cpu", "cuda") with ``.type``."""
+    return Device(str(type).split(":")[0])
 
 
 def get_default_dtype() -> _Any:
@@ -310,6 +310,7 @@ __all__ = [
     "cross_entropy",
     "cuda",
     "cumsum",
+    "Device",
     "device",
     "current_graph",
     "double",

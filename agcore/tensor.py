@@ -49,6 +49,19 @@ class Size(tuple):
         return f"torch.Size({list(self)})"
 
 
+class Device(str):
+    """torch.device as a string ("cpu", "cuda") with torch's ``type`` and ``index``."""
+
+    @property
+    def type(self) -> str:
+        return self.split(":")[0]
+
+    @property
+    def index(self) -> int | None:  # type: ignore[override]
+        parts = self.split(":")
+        return int(parts[1]) if len(parts) > 1 else None
+
+
 class ViewInfo:
     """What a view knows of its root base: the base, the chain of steps, and what its node was built from.
 
@@ -142,8 +155,8 @@ class Tensor:
         return int(self.data.nbytes)
 
     @property
-    def device(self) -> str:
-        return backend.device_of(self.data)
+    def device(self) -> Device:
+        return Device(backend.device_of(self.data))
 
     @property
     def is_cuda(self) -> bool:
