@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+
+
+def short_site(site: str, cwd: str) -> str:
+    """``path:line`` as a user reads it in a sentence: relative to the working folder when inside it.
+
+    Findings keep full sites in ``sites``; messages quote this shorter form so a line of text at
+    80 columns still names the file and line.
+    """
+    prefix = cwd.rstrip(os.sep) + os.sep
+    return site[len(prefix) :] if cwd and site.startswith(prefix) else site
 
 
 def unique(items: Iterable[str]) -> list[str]:

@@ -191,6 +191,14 @@ def _closing_edges(garbage: list[Any], mine: dict[int, Any]) -> list[tuple[str, 
                 out.append((k, v))
         if len(out) >= 20:
             break
+    if not out:  # no hook or method closes it: an attribute that points back into the cycle (obj.me = obj)
+        for o in garbage:
+            attrs = getattr(o, "__dict__", None) if hasattr(o, "__dict__") and not isinstance(o, type) else None
+            if isinstance(attrs, dict):
+                out.extend((k, v) for k, v in attrs.items() if isinstance(k, str) and id(v) in ids
+                           and hasattr(v, "__dict__") and not isinstance(v, type))  # fmt: skip
+            if len(out) >= 20:
+                break
     return out
 
 

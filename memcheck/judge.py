@@ -52,9 +52,15 @@ def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKe
 
 
 def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
-    """Growth held by the same holder as a retained graph is that graph's memory: one finding, not two."""
+    """One cause, one finding: growth held by a retained graph's holder, or freed by the cyclic collector."""
     retained = {f.owner for f in table.values() if f.kind == "retained_graph" and f.owner}
-    return {k: f for k, f in table.items() if not (f.kind == "growth" and f.owner in retained)}
+    cycles = sum(f.bytes for f in table.values() if f.kind == "ref_cycle")
+    return {
+        k: f
+        for k, f in table.items()
+        # growth the cyclic collector then freed was those cycles' memory, not a leak of its own
+        if not (f.kind == "growth" and (f.owner in retained or (cycles and f.bytes <= 2 * cycles)))
+    }
 
 
 def ordered(findings: list[Finding]) -> list[Finding]:

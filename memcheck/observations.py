@@ -8,6 +8,7 @@ on a hand-built snapshot with no engine running.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class Observations:
     ledger_sites: tuple[SiteRow, ...] = ()
     growth: dict[str, Any] | None = None  # a soak's online verdict, when a soak ran
     roles: tuple[str, ...] = ()
+    cwd: str = ""  # the working folder when observed: messages quote sites relative to it
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,4 +132,5 @@ def observe(
         ledger_sites=tuple(rec.ledger.sites(rec.iteration)),
         growth=growth,
         roles=tuple(rec.ledger.live_bytes_by_role),
+        cwd=os.getcwd(),
     )

@@ -18,7 +18,6 @@ whose memory grew and the bytes per iteration. The soak then stops early.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import sys
@@ -130,16 +129,23 @@ def _whole_run(post: list[dict[str, Any]], key: str, sl: OnlineSlope, tracing: b
     )
 
 
-def _default_samples_path(name: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name) or "soak"
-    return Path("reports") / f"{safe}-{stamp}.samples.jsonl"
-
-
 def _open_samples(path: str | Path | None, name: str) -> tuple[Path, IO[str]]:
-    target = Path(path) if path is not None else _default_samples_path(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target, target.open("w", encoding="utf-8")
+    """The samples file: the caller's path, or a fresh unique name in reports/ that no other run can share."""
+    if path is not None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target, target.open("w", encoding="utf-8")
+    from memcheck.report.files import new_stem
+
+    folder = Path("reports")
+    folder.mkdir(parents=True, exist_ok=True)
+    for _ in range(10):
+        target = folder / f"{new_stem(name, folder=folder)}.samples.jsonl"
+        try:
+            return target, target.open("x", encoding="utf-8")  # never truncates another run's file
+        except FileExistsError:  # pragma: no cover - a race with another run
+            continue
+    raise FileExistsError(f"no free samples file name in {folder}")
 
 
 def _write_sample(handle: IO[str], sample: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from memcheck import slope
+from memcheck._util import short_site
 from memcheck.detectors.retained_graph import MIN_ITERATIONS
 from memcheck.findings import Finding
 from memcheck.observations import Observations
@@ -128,8 +129,9 @@ def detect(obs: Observations) -> list[Finding]:
         return []  # Python's blocks wander by a block or two: only a container that grows explains them
     lines = list(held.lines) if held is not None else []
     born = [row["site"] for row in by_site[:5]]
-    who = f" It is kept by {held.name}" + (f", added at {lines[0]}" if lines else "") + "." if held else ""
-    where = f" Most of it is allocated at {born[0]}." if born else ""
+    added = f", added at {short_site(lines[0], obs.cwd)}" if lines else ""
+    who = f" It is kept by {held.name}{added}." if held else ""
+    where = f" Most of it is allocated at {short_site(born[0], obs.cwd)}." if born else ""
     return [
         Finding(
             kind="growth",
@@ -139,7 +141,9 @@ def detect(obs: Observations) -> list[Finding]:
                 f"{window[0]}-{window[1]}) and does not level off.{who}{where} Keep plain numbers or copies "
                 "instead of what each iteration makes, or bound the container."
             ),
-            owner=held.name if held is not None else None,
+            owner=held.name
+            if held is not None
+            else (f"memory allocated at {short_site(born[0], obs.cwd)}" if born else f"{probe} memory"),  # fmt: skip
             sites=(lines[:3] + born)[:6],
             bytes=int(per_iter * max(window[1] - window[0], 1)),
             evidence={

@@ -11,6 +11,7 @@ those graphs outliving their iteration is the bug (retained_graph).
 
 from __future__ import annotations
 
+from memcheck._util import short_site
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 
@@ -27,8 +28,9 @@ def detect(obs: Observations) -> list[Finding]:
             kind="inplace_saved",
             severity="warning",
             message=(
-                f"{name} was saved for backward by {ev.saved_by} at {ev.saved_site} (version "
-                f"{ev.saved_version}) and then changed in place by {ev.op}() at {ev.site} (now version "
+                f"{name} was saved for backward by {ev.saved_by} at {short_site(ev.saved_site, obs.cwd)} (version "
+                f"{ev.saved_version}) and then changed in place by {ev.op}() at {short_site(ev.site, obs.cwd)} (now "
+                "version "
                 f"{ev.version}); a backward through that graph would compute its gradient from the new values "
                 "(agcore refuses it). Use the out-of-place op, or change a copy."
             ),

@@ -10,6 +10,7 @@ that close the cycles (``self.hook = lambda: self``).
 
 from __future__ import annotations
 
+from memcheck._util import short_site
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 
@@ -20,7 +21,7 @@ def detect(obs: Observations) -> list[Finding]:
         return []
     top_owner = c.by_owner[0][0] if c.by_owner else "<unnamed>"
     closing = list(c.closing_lines)
-    where = f" The cycle is closed at {closing[0]}." if closing else ""
+    where = f" The cycle is closed at {short_site(closing[0], obs.cwd)}." if closing else ""
     return [
         Finding(
             kind="ref_cycle",

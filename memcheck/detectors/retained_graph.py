@@ -12,7 +12,7 @@ from a root to the graph), the line that put the graph there in this run
 
 from __future__ import annotations
 
-from memcheck._util import unique
+from memcheck._util import short_site, unique
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 
@@ -30,7 +30,7 @@ def detect(obs: Observations) -> list[Finding]:
     lines = list(holder.lines) if holder is not None else []
     name = holder.name if holder is not None else None
     kept = f", kept by {name}" if name else ""
-    at = f" (put there at {lines[0]})" if lines else ""
+    at = f" (put there at {short_site(lines[0], obs.cwd)})" if lines else ""
     optimizer_changes = sum(1 for ev in obs.inplace if ev.by_optimizer)
     if r.sliding:  # the window moves on: bounded, but each kept step holds its whole graph
         message = (
