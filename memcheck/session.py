@@ -21,6 +21,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from agcore import observe
 from agcore.errors import AgcoreError
 from agcore.sites import register_internal
@@ -219,10 +221,21 @@ class Session:
             self._deep_requested = False
             while self._next_deep <= it:
                 self._next_deep *= 2
-            self._timed_check(containers=True)
+            # the heap's containers are walked only while memory rises: a clean loop never pays for it
+            self._timed_check(containers=self._rising())
         elif it % 10 == 0 and not self._retained_seen and rec.retained_node_count(it - 1) > 0:
             self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
             self._timed_check(containers=False)
+
+    def _rising(self) -> bool:
+        """Whether an exact memory signal rose over the recent samples (cheap: a few array reads)."""
+        store = self.recorder.samples
+        for column, floor in (("heap_bytes", 16384.0), ("ledger_total_bytes", 8192.0), ("py_blocks", 64.0)):
+            ys = store.column(column)[-32:]
+            ys = ys[~np.isnan(ys)]
+            if len(ys) >= 4 and ys[-1] - ys[0] > floor and float(np.mean(np.diff(ys) >= 0)) >= 0.6:
+                return True
+        return bool(self.inspector.last_containers)  # keep following what an earlier scan found
 
     def _timed_check(self, containers: bool) -> None:
         start = time.perf_counter()
