@@ -471,11 +471,6 @@ def test_ref_cycle_fires_on_tensors_freed_only_by_the_collector() -> None:
     assert f.evidence["buffers"] >= 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deepcheck._closing_edges names only attributes whose value is callable (a hook, a bound method), so "
-    "`obj.self_ref = obj` is never named: closing_lines is [] and the first site is the tensor's birth line",
-)
 def test_ref_cycle_names_the_line_that_closes_the_cycle() -> None:
     s = _cycles("self")
     f = only(s, "ref_cycle")

@@ -327,11 +327,6 @@ def test_a_backward_inside_a_step_counts_once_with_the_step() -> None:
     assert s.iterations == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder.boundary under 'auto' counts every root backward before the first session.iteration() "
-    "as a boundary and never takes it back: a loop of N backward + session.iteration() reports N + 1 iterations",
-)
 def test_the_users_marks_decide_the_iterations_when_there_are_any() -> None:
     assert _step_loop(5, with_optimizer=False, mark=True).iterations == 5
     assert _step_loop(5, with_optimizer=True, mark=True).iterations == 5
