@@ -170,7 +170,7 @@ def _write_leaf_grads(leaf_grads: dict[Tensor, list], foreign: set[int]) -> None
     adopted: set[int] = set()  # ids of buffers already adopted (all alive: each is some leaf's .grad)
     for leaf, (g, fresh) in leaf_grads.items():
         data = leaf.data
-        hooks = getattr(leaf, "_hooks", None)
+        hooks = leaf._hooks
         if hooks:
             g, fresh = run_hooks(hooks, g), False
         if type(g) is not _ndarray and isinstance(g, numpy.generic):  # a full reduction of a 0-d gradient

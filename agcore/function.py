@@ -137,6 +137,7 @@ class Function:
         out.grad_fn = node
         out.name = None
         out._version = None
+        out._view = out._hooks = None
         node.output = _new_ref(out)
         saved = node.saved
         if saved:

@@ -85,8 +85,8 @@ class Tensor:
     """A NumPy (or CuPy) array with autograd state. Build one with ``ag.tensor``."""
 
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "name", "_version", "_view", "_hooks", "__weakref__")
-    _view: ViewInfo  # set on views only (see _View)
-    _hooks: list | None  # set by __init__ and register_hook only: read with getattr
+    _view: Any  # a view's ViewInfo (see _View), else None
+    _hooks: list | None  # a leaf's gradient hooks (register_hook), else None
     __array_ufunc__ = None  # make ``ndarray + Tensor`` call Tensor.__radd__
     __hash__ = object.__hash__  # by identity: tensors live in sets and dict keys although == is elementwise
 
@@ -104,7 +104,7 @@ class Tensor:
         self.grad_fn: Any = None
         self.name = name
         self._version: Version | None = None  # made on first need: a save, a view, an in-place change
-        self._hooks: list | None = None
+        self._view = self._hooks = None  # a view's ViewInfo; a leaf's gradient hooks
         if observers:
             announce("on_alloc", data, role or ("param" if requires_grad else "input"), self)
 
@@ -118,6 +118,7 @@ class Tensor:
         t.grad_fn = grad_fn
         t.name = None
         t._version = None
+        t._view = t._hooks = None
         return t
 
     # -- properties ---------------------------------------------------------
@@ -264,7 +265,7 @@ class Tensor:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         fn = self.grad_fn
         if fn is None:
-            hooks = getattr(self, "_hooks", None)
+            hooks = self._hooks
             if hooks is None:
                 hooks = self._hooks = []
         else:
