@@ -55,8 +55,9 @@ def _affine_grads(needs: tuple, g: Any, w: Any, x: Any) -> tuple:
     """Gradients of ``x @ w.T + b`` for the inputs that need one (x, w, and b when given)."""
     if not g.flags.c_contiguous:  # a broadcast gradient (zero strides) would make BLAS fall back to a loop
         g = backend.xp_of(g).ascontiguousarray(g)
-    gx = (g.dot(w) if g.ndim == 2 else g @ w) if needs[0] else None
     g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
+    # one 2-D product, not matmul's loop of one small product per leading index
+    gx = (g2.dot(w) if g.ndim == 2 else g2.dot(w).reshape(g.shape[:-1] + (w.shape[1],))) if needs[0] else None
     gw = None
     if needs[1]:
         gw = g2.T.dot(x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
