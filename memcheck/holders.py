@@ -85,7 +85,7 @@ def find_chain(target: Any, max_depth: int = 16, budget_s: float = 2.0) -> list[
     walk linear in the heap times the depth.
     """
     with HEAP_WALK:
-        return _walk_forward(target, budget_s / 2) or _walk(target, max_depth, budget_s / 2)
+        return _walk_forward(target, max_depth, budget_s / 2) or _walk(target, max_depth, budget_s / 2)
 
 
 #: the backward walk's widest level (get_referrers costs the heap times this)
@@ -115,7 +115,7 @@ def _worth_following(obj: Any) -> bool:
     return True
 
 
-def _walk_forward(target: Any, budget_s: float) -> list[Any]:
+def _walk_forward(target: Any, max_depth: int, budget_s: float) -> list[Any]:
     """Breadth-first from the user's roots (this thread's frames, user modules) to ``target``.
 
     Each step asks one object for its referents (cheap, local), never the whole heap for its
@@ -151,7 +151,9 @@ def _walk_forward(target: Any, budget_s: float) -> list[Any]:
     ignore = {id(parent), id(keep), id(frontier), id(modules), id(frames)}
     deadline = time.perf_counter() + budget_s
     visited = 0
-    while frontier and visited < _FORWARD_BUDGET and time.perf_counter() < deadline:
+    depth = 0
+    while frontier and visited < _FORWARD_BUDGET and time.perf_counter() < deadline and depth <= max_depth:
+        depth += 1
         nxt: list[Any] = []
         for obj in frontier:
             if obj is target:

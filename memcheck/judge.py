@@ -59,7 +59,10 @@ def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
         k: f
         for k, f in table.items()
         # growth the cyclic collector then freed was those cycles' memory, not a leak of its own
-        if not (f.kind == "growth" and (f.owner in retained or (cycles and f.bytes <= 2 * cycles)))
+        if not (
+            f.kind == "growth"
+            and (f.owner in retained or (cycles and not f.evidence.get("holder") and f.bytes <= 2 * cycles))
+        )
     }
 
 

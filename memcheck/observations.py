@@ -49,6 +49,7 @@ class Observations:
     growth: dict[str, Any] | None = None  # a soak's online verdict, when a soak ran
     roles: tuple[str, ...] = ()
     cwd: str = ""  # the working folder when observed: messages quote sites relative to it
+    process_signals: bool = True  # heap, blocks, RSS speak for this session (no other session runs)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,6 +115,7 @@ def observe(
     containers: tuple[GrowingContainer, ...] = (),
     growth: dict[str, Any] | None = None,
     samples: tuple[Sample, ...] | None = None,
+    process_signals: bool = True,
 ) -> Observations:
     """The snapshot of ``rec`` now, with what a deep check found (retention, containers) attached."""
     return Observations(
@@ -133,4 +135,5 @@ def observe(
         growth=growth,
         roles=tuple(rec.ledger.live_bytes_by_role),
         cwd=os.getcwd(),
+        process_signals=process_signals,
     )

@@ -266,17 +266,23 @@ class Session:
         A problem seen by an earlier check stays reported even when the objects behind
         it died since; calling this again gives the same findings.
         """
-        self._check(deep=True, containers=False, full_gc=False)
+        self._check(deep=True, containers=False, full_gc=False, collect=False)
         return self.findings
 
-    def _check(self, deep: bool, containers: bool = True, full_gc: bool = True) -> None:
+    def _check(self, deep: bool, containers: bool = True, full_gc: bool = True, collect: bool = True) -> None:
+        """``collect=False`` (an explicit check()) runs no collection: checking changes nothing it judges."""
         retention, grown = self.inspector.look(containers=containers) if deep else (None, ())
         rec = self.recorder
-        if deep and full_gc and rec.cycle_buffers and not rec.cycle_lines:
+        if collect and deep and full_gc and rec.cycle_buffers and not rec.cycle_lines:
             self.inspector.cycle_lines()  # the collector freed cycles: name the lines of those still pending
-        elif deep and not full_gc:
+        elif collect and deep and not full_gc:
             self.inspector.cycle_lines(generation=1)  # cheap: cycles made lately are young
-        obs = take_snapshot(self.recorder, retention=retention, containers=grown, growth=self.outcome.growth)
+        # the heap, Python's blocks and RSS are the whole process's: another thread's session makes them
+        # someone else's too, and then only this session's own ledger speaks for it
+        alone = sum(1 for stack in _ACTIVE.values() if stack) <= 1
+        obs = take_snapshot(
+            self.recorder, retention=retention, containers=grown, growth=self.outcome.growth, process_signals=alone
+        )
         del retention, grown
         new = judge(obs)
         self._seen = merge(self._seen, new)

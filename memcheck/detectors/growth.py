@@ -51,14 +51,16 @@ def loop_samples(samples: tuple[Sample, ...] | list[Sample]) -> list[Sample]:
     return [by_iter[k] for k in sorted(by_iter)]
 
 
-def estimate_growth(samples: tuple[Sample, ...] | list[Sample], min_samples: int = 10) -> dict[str, Any]:
+def estimate_growth(
+    samples: tuple[Sample, ...] | list[Sample], min_samples: int = 10, process_signals: bool = True
+) -> dict[str, Any]:
     """Per signal: the slope estimate over the loop after warm-up; ``probe`` names the signal that decides."""
     post = loop_samples(samples)
     out: dict[str, Any] = {"window": [post[0].iteration, post[-1].iteration] if post else [0, 0], "signals": {}}
     certain: list[tuple[str, float]] = []
     have_heap = any(s.heap_bytes is not None for s in post)
     for key, (field, min_slope, floor, unit) in SIGNALS.items():
-        if key == "rss" and have_heap:
+        if (key == "rss" and have_heap) or (key != "ledger" and not process_signals):
             continue
         pts = [(s.iteration, getattr(s, field)) for s in post if getattr(s, field) is not None]
         if len(pts) < 2:
@@ -114,7 +116,11 @@ def _role_rates(post: list[Sample], roles: tuple[str, ...]) -> dict[str, float]:
 
 
 def detect(obs: Observations) -> list[Finding]:
-    judged = obs.growth if obs.growth and obs.growth.get("source") == "soak" else estimate_growth(obs.samples)
+    judged = (
+        obs.growth
+        if obs.growth and obs.growth.get("source") == "soak"
+        else estimate_growth(obs.samples, process_signals=obs.process_signals)
+    )
     if not judged.get("certain"):
         return []
     per_iter = float(judged["bytes_per_iteration"])
