@@ -193,16 +193,31 @@ class LayerNorm(Function):
         x, w, mean, rstd = ctx.saved_tensors
         axes = ctx.args
         needs = ctx.needs_input_grad
-        xhat = (x - mean) * rstd
-        lead = tuple(range(x.ndim - len(axes)))
-        gw = (g * xhat).sum(axis=lead) if needs[1] else None
-        gb = g.sum(axis=lead) if needs[2] else None
+        norm_shape = x.shape[x.ndim - len(axes) :]
+        size = 1
+        for d in norm_shape:
+            size *= d
+        # rows of the normalized size: the per-row sums become matrix-vector products (BLAS)
+        g2 = g.reshape(-1, size)
+        xhat = x.reshape(-1, size) - mean.reshape(-1, 1)
+        rstd2 = rstd.reshape(-1, 1)
+        xhat *= rstd2
+        gxh = g2 * xhat if (needs[0] or needs[1]) else None
+        gw = gxh.sum(axis=0).reshape(norm_shape) if needs[1] else None
+        gb = g2.sum(axis=0).reshape(norm_shape) if needs[2] else None
         gx = None
         if needs[0]:
-            gxhat = g * w if w is not None else g
-            gx = gxhat - gxhat.mean(axis=axes, keepdims=True)
-            gx -= xhat * (gxhat * xhat).mean(axis=axes, keepdims=True)
-            gx *= rstd
+            if w is not None:
+                w2 = w.reshape(-1)
+                m1, m2, gx = g2.dot(w2), gxh.dot(w2), g2 * w2
+            else:
+                m1, m2, gx = g2.sum(axis=1), gxh.sum(axis=1), g2.copy()
+            m1 *= 1.0 / size
+            m2 *= 1.0 / size
+            gx -= m1[:, None]
+            gx -= xhat * m2[:, None]
+            gx *= rstd2
+            gx = gx.reshape(x.shape)
         return gx, gw, gb
 
 
