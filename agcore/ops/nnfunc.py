@@ -202,7 +202,7 @@ class LayerNorm(Function):
         xhat = x.reshape(-1, size) - mean.reshape(-1, 1)
         rstd2 = rstd.reshape(-1, 1)
         xhat *= rstd2
-        gxh = g2 * xhat if (needs[0] or needs[1]) else None
+        gxh: Any = g2 * xhat if (needs[0] or needs[1]) else None
         gw = gxh.sum(axis=0).reshape(norm_shape) if needs[1] else None
         gb = g2.sum(axis=0).reshape(norm_shape) if needs[2] else None
         gx = None
