@@ -83,7 +83,7 @@ def user_site(depth: int = 1) -> str:
 def user_stack(depth: int = 1, limit: int = 8) -> list[str]:
     """Up to ``limit`` user sites, innermost first (the culprit line first)."""
     frame = user_frame(depth + 1)
-    sites = []
+    sites: list[str] = []
     while frame is not None and len(sites) < limit:
         if not _is_internal(frame):
             sites.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
