@@ -81,7 +81,8 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run forward and, when any input needs a gradient, record a node."""
-        edges = needs = None
+        edges: Any = None
+        needs: Any = None
         if _STATE.grad_enabled:
             if len(args) == 2:  # most ops: no list building for the common arities
                 a, b = args
@@ -112,7 +113,7 @@ class Function:
             return out
 
         graph = _STATE.stack[-1]
-        frame = _getframe(1)  # the user's line: the first frame outside agcore (sites.user_site_pair, inlined)
+        frame: Any = _getframe(1)  # the user's line: the first frame outside agcore (sites.user_site_pair, inlined)
         while frame is not None and frame.f_code.co_filename.startswith(INTERNAL_PREFIXES):
             frame = frame.f_back
         site = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)

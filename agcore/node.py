@@ -61,9 +61,7 @@ class Node:
         "__weakref__",
     )
 
-    def __init__(
-        self, fn: type, inputs: tuple, needs_input_grad: tuple, site_pair: tuple[str, int], graph: Any
-    ) -> None:
+    def __init__(self, fn: Any, inputs: tuple, needs_input_grad: tuple, site_pair: tuple[str, int], graph: Any) -> None:
         self.fn = fn
         self.inputs = inputs
         self.needs_input_grad = needs_input_grad
@@ -81,7 +79,7 @@ class Node:
     def save_for_backward(self, *items: Any) -> None:
         """Keep tensors (version-checked) or private arrays (None allowed) for backward."""
         checks: tuple = ()
-        saved = items
+        saved: Any = items
         i = 0
         for item in items:
             if isinstance(item, Tensor):
