@@ -237,6 +237,31 @@ def layer_norm(
 # -- GELU ------------------------------------------------------------------------------------------
 
 
+def _normal_cdf32(x: Any) -> tuple[Any, Any]:
+    """``(Phi(x), exp(-x**2 / 2))`` for a float32 NumPy array, in about 18 passes.
+
+    Phi(-|x|) = 0.5 * erfc(|x| / sqrt 2) by Abramowitz & Stegun 7.1.26 (the 0.5 and the 1/sqrt 2
+    folded into the constants), then the sign of x applied with copysign (a masked write or
+    ``where`` costs 6-9x as much as copysign here).
+    """
+    t = numpy.abs(x)
+    t *= 0.3275911 * _INV_SQRT2
+    t += 1.0
+    numpy.reciprocal(t, out=t)
+    q = t * (0.5 * 1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        q += 0.5 * c
+        q *= t
+    gauss = x * x
+    gauss *= -0.5
+    numpy.exp(gauss, out=gauss)
+    q *= gauss
+    numpy.subtract(0.5, q, out=q)  # Phi(x) = 0.5 + sign(x) * (0.5 - Phi(-|x|)): copysign, not where
+    numpy.copysign(q, x, out=q)
+    q += 0.5
+    return q, gauss
+
+
 class Gelu(Function):
     """``x * Phi(x)`` (exact, erf) or its tanh approximation; saves its input only."""
 
@@ -266,9 +291,12 @@ class Gelu(Function):
             inner *= x
             inner *= 0.5
             return inner
-        cdf = _erf(x * _INV_SQRT2)
-        cdf += 1.0
-        cdf *= 0.5
+        if type(x) is numpy.ndarray and x.dtype == numpy.float32:
+            cdf = _normal_cdf32(x)[0]
+        else:
+            cdf = _erf(x * _INV_SQRT2)
+            cdf += 1.0
+            cdf *= 0.5
         cdf *= x
         return cdf
 
@@ -286,6 +314,11 @@ class Gelu(Function):
             x2 = x * x
             t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x2))
             d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x2)
+        elif type(x) is numpy.ndarray and x.dtype == numpy.float32:
+            d, pdf = _normal_cdf32(x)
+            pdf *= x
+            pdf *= _INV_SQRT_2PI
+            d += pdf
         else:
             found: list = []
             d = _erf(x * _INV_SQRT2, found)
