@@ -139,17 +139,20 @@ class Inspector:
         flags = gc.get_debug()
         kept = len(gc.garbage)
         found: list[tuple[str, Any]] = []
+        saved = 0
         self.rec.catch_cycles = None  # this collection looks for itself
         try:
             gc.set_debug(flags | gc.DEBUG_SAVEALL)
             gc.collect(generation)
+            saved = len(gc.garbage) - kept
             found = _closing_edges(gc.garbage[kept:], self.rec.ledger.live)
         finally:
             gc.set_debug(flags)
             del gc.garbage[kept:]
-        gc.collect(generation)  # now for real: the recorder's gc callback counts what this frees
         self.rec.cycle_lines.update(self._lines_of(found))
-        del found
+        del found  # it holds members of the cycles: they must go before the collection that frees them
+        if saved:  # now for real (what was saved sits in the oldest generation): the gc callback counts it
+            gc.collect()
         if self.rec.cycle_buffers and not self.rec.cycle_lines and not self._caught_once:
             # the collector freed them before we looked: keep the next collection's garbage aside, once
             self._caught_once = True

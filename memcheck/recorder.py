@@ -312,7 +312,10 @@ class Recorder:
                 return False
             if source == "step":
                 self._engine_source = "step"
-                if current == "backward":  # the backward before this first step already ended the iteration
+                if current == "backward":
+                    # the backwards before this first step already counted: a step ends one iteration,
+                    # however many backwards accumulated into it (renumbered once, at the start)
+                    self.iteration = self.ledger.iteration = 1
                     return False
             elif current == "step":
                 return False

@@ -133,7 +133,7 @@ class Session:
             if exc is not None:
                 self._record_exception(exc)
             self.inspector.close()
-            self.recorder.sample(phase="teardown")
+            self.recorder.sample(phase="teardown", numpy_bytes=self.mode == "deep")
             if self.recorder.window.is_open:
                 self.unowned = self._reconcile()
                 self.recorder.close_trace_window()
@@ -207,7 +207,7 @@ class Session:
         if self.sample_every is None:
             # every ~2 ms of run time (at most ~2% of it), and at least ~32 samples per doubling of
             # the iterations, so a short run of fast iterations still has enough points for a slope
-            due = it % (1 << max(it.bit_length() - 5, 0)) == 0
+            due = it % (1 << max(it.bit_length() - 5, 0)) == 0 and now - self._last_sample_t >= 10 * self._sample_cost
             if due or now - self._last_sample_t >= max(_AUTO_SAMPLE_SECONDS, 50 * self._sample_cost):
                 self.sample()
         elif it % self.sample_every == 0:

@@ -33,6 +33,7 @@ class AgcoreAdapter(Observer):
         self._live = recorder.ledger.live
         self._node_made = recorder.node_made
         self._stepped = False  # an optimizer step already ended this iteration
+        self._retained = False  # the running backward keeps its graph (retain_graph=True)
 
     # -- buffers ------------------------------------------------------------------------
     def on_alloc(self, array: Any, role: str, owner: Any) -> None:
@@ -85,10 +86,11 @@ class AgcoreAdapter(Observer):
     def on_backward_begin(self, root: ObservedTensor, retain_graph: bool) -> None:
         if _get_ident() == self.thread:
             self._stepped = False
+            self._retained = retain_graph
             self.recorder.backward_began(user_site_pair(1))
 
     def on_backward_end(self, root: ObservedTensor) -> None:
-        if _get_ident() == self.thread:
+        if _get_ident() == self.thread and not self._retained:  # a graph kept for another backward: not the end
             self.recorder.boundary("backward")
 
     def on_error(self, exc: BaseException) -> None:
