@@ -69,7 +69,7 @@ class Recorder:
         self._unreleased = 0
         # id(version counter) -> {weakref(node): version when saved}: who saved what, for in-place checks
         self.saved_by: dict[int, dict[Any, int]] = {}
-        # weakref(leaf tensor) -> [birth site, order, gradient writes by backward]
+        # id(leaf tensor) -> [weakref to it, birth site, order, gradient writes by backward]
         self.leaves: dict[Any, list[Any]] = {}
         self._leaf_order = 0
         self.inplace: deque[InplaceEvent] = deque(maxlen=_MAX_EVENTS)
@@ -104,7 +104,6 @@ class Recorder:
         self._engine_source: str | None = None
         self.on_boundary: Callable[[str], None] | None = None  # the session's schedule
         self._node_died_cb = self._node_died
-        self._leaf_died_cb = self._leaf_died
 
     # -- lifetime ------------------------------------------------------------------
     def start(self) -> None:
@@ -165,20 +164,24 @@ class Recorder:
 
     def leaf_born(self, tensor: Any, site: Any) -> None:
         self._leaf_order += 1  # monotonic: which of two wraps of one storage came later
-        self.leaves[_new_ref(tensor, self._leaf_died_cb)] = [site, self._leaf_order, 0]
+        # keyed by id: weak references compare their referents, and a Tensor's == is elementwise
+        key = id(tensor)
+        self.leaves[key] = [_new_ref(tensor, lambda ref: self._leaf_died(key, ref)), site, self._leaf_order, 0]
 
-    def _leaf_died(self, ref: Any) -> None:
-        self.leaves.pop(ref, None)
+    def _leaf_died(self, key: int, ref: Any) -> None:
+        entry = self.leaves.get(key)
+        if entry is not None and entry[0] is ref:
+            del self.leaves[key]
 
     def grad_written(self, tensor: Any) -> None:
-        entry = self.leaves.get(_new_ref(tensor))
-        if entry is not None:
-            entry[2] += 1
+        entry = self.leaves.get(id(tensor))
+        if entry is not None and entry[0]() is tensor:
+            entry[3] += 1
 
     def grad_writes(self, tensor: Any) -> int:
         """How often backward wrote into ``tensor.grad`` during the watch; 0 when never."""
-        entry = self.leaves.get(_new_ref(tensor))
-        count = entry[2] if entry is not None else 0
+        entry = self.leaves.get(id(tensor))
+        count = entry[3] if entry is not None and entry[0]() is tensor else 0
         grad = tensor.grad
         if grad is not None and self.ledger.role_of(grad) == "grad":
             count += 1
@@ -187,13 +190,13 @@ class Recorder:
     def live_leaves(self) -> list[tuple[Any, str, int]]:
         """``(tensor, birth site, order)`` for every leaf tensor still alive."""
         out = []
-        for ref, entry in list(self.leaves.items()):
-            t = ref()
+        for entry in list(self.leaves.values()):
+            t = entry[0]()
             if t is not None:
-                site = entry[0]
+                site = entry[1]
                 if type(site) is not str:
-                    site = entry[0] = format_site(site)
-                out.append((t, site, entry[1]))
+                    site = entry[1] = format_site(site)
+                out.append((t, site, entry[2]))
         return out
 
     # -- events: graph nodes -----------------------------------------------------------
