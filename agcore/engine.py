@@ -116,7 +116,7 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
                     f"{fn.__name__}.backward returned {len(result)} gradients for "
                     f"{len(inputs)} inputs (one per positional argument, None where there is none)"
                 )
-        if not retain_graph:  # Node.release, inlined: it runs once per node per step
+        if not retain_graph:  # release the saved tensors: this runs once per node per step
             node.saved = None
             node.checks = ()
             node.released_at = site

@@ -60,6 +60,8 @@ class Node:
         "__dict__",
         "__weakref__",
     )
+    shapes: Any  # a built-in op's shapes for backward (unset until its forward stores them)
+    args: Any  # a built-in op's non-tensor arguments (likewise)
 
     def __init__(self, fn: Any, inputs: tuple, needs_input_grad: tuple, site_pair: tuple[str, int], graph: Any) -> None:
         self.fn = fn
@@ -135,15 +137,6 @@ class Node:
     @property
     def released(self) -> bool:
         return self.released_at is not None
-
-    def release(self, site: str) -> None:
-        """Drop the saved tensors and op state (backward ran without ``retain_graph``)."""
-        self.saved = None
-        self.checks = ()
-        self.released_at = site
-        self.shapes = self.args = None
-        if not self.fn.trusted:  # custom Functions may have put arrays on ctx
-            self.__dict__.clear()
 
     def _released_message(self) -> str:
         return (

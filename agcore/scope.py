@@ -35,11 +35,6 @@ class Graph:
         self.created = 0
         self._nodes: weakref.WeakSet[Any] | None = weakref.WeakSet() if track else None
 
-    def _register(self, node: Any) -> None:
-        self.created += 1
-        if self._nodes is not None:
-            self._nodes.add(node)
-
     def live_nodes(self) -> list[Any]:
         """Nodes of this graph that are still alive (something still refers to them)."""
         return list(self._nodes) if self._nodes is not None else []
