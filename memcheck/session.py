@@ -46,6 +46,8 @@ _AUTO_SAMPLE_SECONDS = 0.002  # a sample costs ~20 µs: at most ~1-2% of the tim
 _FIRST_DEEP = 10
 #: a deep check waits until the run has gone on for this many times its last cost (~5% of the time)
 _DEEP_DUTY = 20.0
+#: iterations after the first container scan when a second one compares (once, whatever it costs)
+_FOLLOW_UP = 16
 #: the scheduled deep checks up to this iteration run whatever they cost (a fixed few)
 _ALWAYS_DEEP = 40
 _ACTIVE: dict[int, list[Session]] = {}
@@ -100,6 +102,8 @@ class Session:
         self._next_deep = _FIRST_DEEP
         self._deep_requested = False
         self._retained_seen = False
+        self._scan_at: int | None = None  # iteration of the first container scan (taken while memory rose)
+        self._followed = False
         self._deep_cost = 0.0  # seconds the last deep check took
         self._last_deep_end = 0.0
         self._last_sample_t = 0.0
@@ -217,7 +221,11 @@ class Session:
             return
         # a deep check walks the heap: at most ~5% of the run's time, whatever the schedule says
         affordable = self._next_deep <= _ALWAYS_DEEP or now - self._last_deep_end >= _DEEP_DUTY * self._deep_cost
-        if (it >= self._next_deep or self._deep_requested) and affordable:
+        follow_up = self._scan_at is not None and it - self._scan_at >= _FOLLOW_UP and not self._followed
+        if follow_up:  # memory rose at the last scan: a second scan soon names what grew, whatever it costs
+            self._followed = True
+            self._timed_check(containers=True)
+        elif (it >= self._next_deep or self._deep_requested) and affordable:
             self._deep_requested = False
             while self._next_deep <= it:
                 self._next_deep *= 2
@@ -238,6 +246,8 @@ class Session:
         return bool(self.inspector.last_containers)  # keep following what an earlier scan found
 
     def _timed_check(self, containers: bool) -> None:
+        if containers and self._scan_at is None:
+            self._scan_at = self.recorder.iteration  # the first container scan: a baseline to compare with
         start = time.perf_counter()
         try:
             self._check(deep=True, containers=containers)
@@ -266,11 +276,12 @@ class Session:
         A problem seen by an earlier check stays reported even when the objects behind
         it died since; calling this again gives the same findings.
         """
-        self._check(deep=True, containers=False, full_gc=False, collect=False)
+        self._check(deep=True, containers=False, full_gc=False)
         return self.findings
 
     def _check(self, deep: bool, containers: bool = True, full_gc: bool = True, collect: bool = True) -> None:
-        """``collect=False`` (an explicit check()) runs no collection: checking changes nothing it judges."""
+        """Look (deep: the heap too), judge, merge. A collection of cycles still pending makes them seen;
+        a second check finds none left, so checking again changes no finding."""
         retention, grown = self.inspector.look(containers=containers) if deep else (None, ())
         rec = self.recorder
         if collect and deep and full_gc and rec.cycle_buffers and not rec.cycle_lines:
