@@ -485,11 +485,6 @@ def test_ref_cycle_names_a_hook_that_refers_back_to_its_owner() -> None:
     assert f.owner == "captured" and f.bytes >= 10 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Session.__exit__ judges with full_gc=False and the Recorder sees cyclic deaths only in gc callbacks: "
-    "a cycle dropped in a block shorter than the first deep check (iteration 10) is never reported",
-)
 def test_ref_cycle_fires_in_a_block_without_iterations() -> None:
     enabled = gc.isenabled()
     gc.disable()

@@ -175,13 +175,6 @@ def test_every_op_forward_and_backward_is_clean() -> None:
     assert acts and all(r.graph == "default" for r in acts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder.grad_writes/grad_written look a tensor up in Recorder.leaves (keyed by weakref.ref): the dict "
-    "falls back to == between two weakrefs of one tensor, which calls agcore's elementwise Tensor.__eq__; that "
-    "makes a new tensor, recorded as an activation at the user's `with` line (and __bool__ of the result raises "
-    "for tensors of more than one value on some agcore versions)",
-)
 def test_memcheck_makes_no_tensors_of_its_own() -> None:
     with memcheck.watch() as s:  # own-watch
         a = ag.tensor(np.ones((3, 4), "float32"), requires_grad=True, name="a")

@@ -180,12 +180,6 @@ class ElementwiseEq(FakeTensor):
         raise RuntimeError("The truth value of an elementwise comparison is ambiguous")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder.leaves is keyed by weakref.ref: looking a leaf up with a fresh weakref compares the two refs "
-    "with ==, which calls the tensor's own __eq__ (elementwise in agcore: it makes a tensor, and its truth value "
-    "raises for more than one element); key by identity instead",
-)
 def test_leaves_are_looked_up_by_identity_not_by_equality() -> None:
     rec = Recorder()
     t = ElementwiseEq("w", grad=np.zeros(4))

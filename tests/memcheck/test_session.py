@@ -237,12 +237,6 @@ print(json.dumps({"cost": cost, "samples": len(s.samples),
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Session._at_boundary (since 'samples at least ~32 per doubling of iterations') samples by iteration "
-    "count whatever a sample costs: in deep mode with ~34 ms samples, 24 samples in a 0.5 s loop (the old bound, "
-    "one per max(20 ms, 10 x cost), kept sampling under ~10% of the time)",
-)
 def test_slow_samples_are_taken_less_often() -> None:
     # in a child process: the megabytes of snapshots it makes and frees would change the heap
     # (and the RSS slopes) that later tests in this process measure
@@ -257,11 +251,6 @@ def test_slow_samples_are_taken_less_often() -> None:
     assert all(got["numpy"][:-1])  # every loop sample of a deep session reads NumPy's domain
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Session.__exit__ takes the teardown sample with recorder.sample(phase='teardown') without "
-    "numpy_bytes=(mode == 'deep'): a deep session's last sample has numpy_bytes None",
-)
 def test_deep_mode_teardown_sample_reads_numpy_too() -> None:
     with memcheck.watch(mode="deep") as s:
         s.iteration()
@@ -309,11 +298,6 @@ def test_iterations_come_from_the_optimizer_step_or_else_the_root_backward() -> 
     assert _step_loop(6, with_optimizer=True, boundaries="user").iterations == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder.boundary under 'auto': before the first optimizer step every root backward counts, so two "
-    "backwards (gradient accumulation) before the first step give one iteration too many (3 steps -> 4)",
-)
 def test_a_backward_inside_a_step_counts_once_with_the_step() -> None:
     ag.manual_seed(0)
     w = ag.randn(4, 2, requires_grad=True)
@@ -332,11 +316,6 @@ def test_the_users_marks_decide_the_iterations_when_there_are_any() -> None:
     assert _step_loop(5, with_optimizer=True, mark=True).iterations == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AgcoreAdapter.on_backward_end ends an iteration at every root backward, retain_graph=True included: "
-    "a graph backwarded twice in one step counts two iterations",
-)
 def test_a_backward_that_retains_its_graph_does_not_end_the_iteration() -> None:
     with memcheck.watch() as s:
         for _ in range(3):

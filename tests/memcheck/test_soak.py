@@ -147,12 +147,6 @@ def test_a_warm_up_ramp_that_then_runs_flat_is_judged_on_what_followed(tmp_path:
     assert "growth" not in {f.kind for f in run.findings}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="soak: the online heap slope (warm-up, then a tracemalloc window before the verdict) makes a 1 KiB per "
-    "iteration leak of plain NumPy arrays certain only at iteration ~1300 (stop reason: 1098 bytes per iteration, "
-    "heap), where issue 10 asks for 300",
-)
 def test_numpy_arrays_kept_per_iteration_stop_the_soak_within_300_iterations(tmp_path: Path) -> None:
     kept = []
 
