@@ -35,7 +35,11 @@ SIGNALS: dict[str, tuple[str, float, float, str]] = {
     "heap": ("heap_bytes", 256.0, 48 * 1024.0, "bytes"),
     "py_blocks": ("py_blocks", 1.5, 512.0, "blocks"),
     "rss": ("rss_bytes", 1024.0, 4 * 1024 * 1024.0, "bytes"),
+    "nodes": ("live_nodes", 0.5, 32.0, "nodes"),
 }
+#: estimated for every chart, but never the verdict: RSS beside an exact heap reading, and graph
+#: nodes (whose retention is judged by retained_graph with its holder)
+_SHOWN_ONLY = ("nodes",)
 _BYTES_PER_BLOCK = 64.0
 #: what the fix for a kept tensor keeps: a list of these is the remedy, not the leak
 _PLAIN = ("float", "int", "bool", "str")
@@ -60,7 +64,7 @@ def estimate_growth(
     certain: list[tuple[str, float]] = []
     have_heap = any(s.heap_bytes is not None for s in post)
     for key, (field, min_slope, floor, unit) in SIGNALS.items():
-        if (key == "rss" and have_heap) or (key != "ledger" and not process_signals):
+        if key not in ("ledger", "nodes") and not process_signals:
             continue
         pts = [(s.iteration, getattr(s, field)) for s in post if getattr(s, field) is not None]
         if len(pts) < 2:
@@ -72,7 +76,7 @@ def estimate_growth(
             noise_floor=floor, min_samples=need,
         )  # fmt: skip
         out["signals"][key] = {**est.to_dict(), "unit": unit}
-        if est.certain:
+        if est.certain and key not in _SHOWN_ONLY and not (key == "rss" and have_heap):
             certain.append((key, est.slope * (_BYTES_PER_BLOCK if unit == "blocks" else 1.0)))
     order = ("ledger", "heap", "rss", "py_blocks")
     certain.sort(key=lambda kv: order.index(kv[0]))
