@@ -139,20 +139,20 @@ class Inspector:
         flags = gc.get_debug()
         kept = len(gc.garbage)
         found: list[tuple[str, Any]] = []
-        saved = 0
+        ours = False
         self.rec.catch_cycles = None  # this collection looks for itself
         try:
             gc.set_debug(flags | gc.DEBUG_SAVEALL)
             gc.collect(generation)
-            saved = len(gc.garbage) - kept
-            found = _closing_edges(gc.garbage[kept:], self.rec.ledger.live)
+            ours = _holds_ours(gc.garbage[kept:], self.rec.ledger.live)
+            found = _closing_edges(gc.garbage[kept:], self.rec.ledger.live) if ours else []
         finally:
             gc.set_debug(flags)
             del gc.garbage[kept:]
         self.rec.cycle_lines.update(self._lines_of(found))
         del found  # it holds members of the cycles: they must go before the collection that frees them
-        if saved:  # now for real (what was saved sits in the oldest generation): the gc callback counts it
-            gc.collect()
+        if ours:  # now for real (what was saved sits in the oldest generation): the gc callback counts it
+            gc.collect()  # (garbage of no tensor of ours waits for the collector's own next full pass)
         if self.rec.cycle_buffers and not self.rec.cycle_lines and not self._caught_once:
             # the collector freed them before we looked: keep the next collection's garbage aside, once
             self._caught_once = True
@@ -171,6 +171,11 @@ class Inspector:
         return lines
 
 
+def _holds_ours(garbage: list[Any], mine: dict[int, Any]) -> bool:
+    """Whether cyclic garbage holds a tensor whose buffer this session recorded."""
+    return any(id(getattr(o, "data", None)) in mine for o in garbage if hasattr(o, "grad_fn"))
+
+
 def _closing_edges(garbage: list[Any], mine: dict[int, Any]) -> list[tuple[str, Any]]:
     """``(attribute, value)`` through which an object in a cycle refers to a function or method (the back edge).
 
@@ -180,7 +185,7 @@ def _closing_edges(garbage: list[Any], mine: dict[int, Any]) -> list[tuple[str, 
     ids = {id(o) for o in garbage}
     # only garbage that holds a buffer this session recorded is ours to explain (another session's,
     # or a test's leftovers, may be collected in the same pass)
-    if not any(id(getattr(o, "data", None)) in mine for o in garbage if hasattr(o, "grad_fn")):
+    if not _holds_ours(garbage, mine):
         return []
     out: list[tuple[str, Any]] = []
     for o in garbage:

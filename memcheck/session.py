@@ -102,6 +102,7 @@ class Session:
         self._next_deep = _FIRST_DEEP
         self._deep_requested = False
         self._retained_seen = False
+        self._last_sample: Sample | None = None
         self._scan_at: int | None = None  # iteration of the first container scan (taken while memory rose)
         self._followed = False
         self._deep_cost = 0.0  # seconds the last deep check took
@@ -201,7 +202,7 @@ class Session:
     def iteration(self) -> Sample | None:
         """Mark the end of one iteration yourself; returns the probe sample when one was taken."""
         self.recorder.boundary("user")
-        last = self.recorder.samples.last()
+        last = self._last_sample
         return last if last is not None and last.iteration == self.recorder.iteration else None
 
     def _at_boundary(self, source: str) -> None:
@@ -261,7 +262,7 @@ class Session:
     def sample(self, phase: str = "loop") -> Sample:
         """Read every probe now and keep the sample."""
         start = time.perf_counter()
-        s = self.recorder.sample(phase=phase, numpy_bytes=self.mode == "deep")
+        s = self._last_sample = self.recorder.sample(phase=phase, numpy_bytes=self.mode == "deep")
         self._last_sample_t = time.perf_counter()
         self._sample_cost = self._last_sample_t - start
         return s
