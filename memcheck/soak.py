@@ -394,13 +394,14 @@ class _State:
             "warmup": warmup,
             "window": [post[0]["iteration"], post[-1]["iteration"]] if post else [0, 0],
             "nodes_per_iteration": whole["nodes"].slope,
-            "rss_bytes_per_iteration": whole["rss"].slope,
+            # the process signal is the C heap where mallinfo2 exists, RSS only where it does not
+            ("heap_bytes_per_iteration" if _HAS_HEAP else "rss_bytes_per_iteration"): whole["rss"].slope,
             "ledger_bytes_per_iteration": whole["ledger"].slope,
             "by_role": self._by_role(post),
             "by_site": by_site,
             "sites": [row["site"] for row in by_site],
             "traced_window": self.traced["window"] if self.traced else None,
-            "signals": {k: v.to_dict() for k, v in whole.items()},
+            "signals": {("heap" if k == "rss" and _HAS_HEAP else k): v.to_dict() for k, v in whole.items()},
             "stopped_at": self.leak_at,
         }
 
