@@ -360,10 +360,11 @@ def test_per_step_records_of_python_objects_are_found(tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="the deepcopied parameters are counted (ledger growth, certain) but no holder is named (owner 'ledger "
-    "memory', no append line): the list grows every 5th iteration (0.2 items/iter), below heapscan.ContainerScan's "
-    "threshold of half an item per iteration (n - old >= max(2, span // 2))",
+    strict=False,  # passes about half the time: whether two scans straddle two appends depends on timing
+    reason="the deepcopied parameters are counted (ledger growth, certain) but the holder is named only sometimes "
+    "(else owner 'ledger memory', no append line): the list grows every 5th iteration (0.2 items/iter), and "
+    "heapscan.ContainerScan reports a container only when n - old >= max(2, span // 2) between two scans whose "
+    "spacing depends on wall time",
 )
 def test_model_snapshots_made_with_deepcopy_are_counted(tmp_path: Path) -> None:
     r = run_script(
