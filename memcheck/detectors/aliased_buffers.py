@@ -15,19 +15,24 @@ numbers. Three rules, over what is alive now, each linear after one sort:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeVar
 
 from memcheck._util import unique
 from memcheck.findings import Finding
 from memcheck.observations import Observations
+from memcheck.records import BufferSpan
 
 _SAME_ITEM = 3
 
 
-def _overlaps(spans: list[tuple[int, int, int, object]]) -> list[tuple[object, object, int]]:
+P = TypeVar("P")
+
+
+def _overlaps(spans: list[tuple[int, int, int, P]]) -> list[tuple[P, P, int]]:
     """Pairs of overlapping ``(start, end, identity, payload)`` spans with different identities: one sweep."""
     spans.sort(key=lambda s: s[0])
-    out = []
-    reach: tuple[int, int, int, object] | None = None  # the span reaching furthest so far
+    out: list[tuple[P, P, int]] = []
+    reach: tuple[int, int, int, P] | None = None  # the span reaching furthest so far
     for s in spans:
         if reach is not None and s[0] < reach[1] and s[2] != reach[2] and s[1] > s[0]:
             out.append((reach[3], s[3], min(reach[1], s[1]) - s[0]))
@@ -41,7 +46,7 @@ def _grad_findings(obs: Observations) -> list[Finding]:
     spans = [(g[0], g[1], i, leaf) for i, leaf in enumerate(obs.leaves) if (g := leaf.grad_span) is not None]
     findings = []
     for a, b, nbytes in _overlaps(spans):
-        n1, n2 = a.name, b.name  # type: ignore[attr-defined]
+        n1, n2 = a.name, b.name
         findings.append(
             Finding(
                 kind="aliased_buffers",
@@ -52,25 +57,25 @@ def _grad_findings(obs: Observations) -> list[Finding]:
                     "give every tensor its own gradient buffer and release each buffer exactly once."
                 ),
                 owner=n2,
-                sites=unique([b.site, a.site]),  # type: ignore[attr-defined]
+                sites=unique([b.site, a.site]),
                 bytes=nbytes,
                 evidence={
                     "tensors": [n1, n2],
                     "buffer_bytes": nbytes,
                     "what": "grad",
-                    "same_array": a.grad == b.grad,  # type: ignore[attr-defined]
-                    "address": [b.grad_span[0], b.grad_span[1]],
-                },  # type: ignore[attr-defined]  # fmt: skip
+                    "same_array": a.grad == b.grad,
+                    "address": list(b.grad_span or (0, 0)),
+                },  # fmt: skip
             )
         )
     return findings
 
 
 def _data_findings(obs: Observations) -> list[Finding]:
-    spans = [(s.start, s.end, s.base, s) for s in obs.buffers]
+    spans: list[tuple[int, int, int, BufferSpan]] = [(s.start, s.end, s.base, s) for s in obs.buffers]
     findings = []
     for a, b, nbytes in _overlaps(spans):
-        n1, n2 = a.owner, b.owner  # type: ignore[attr-defined]
+        n1, n2 = a.owner, b.owner
         findings.append(
             Finding(
                 kind="aliased_buffers",
@@ -81,9 +86,14 @@ def _data_findings(obs: Observations) -> list[Finding]:
                     "after its owner is gone."
                 ),
                 owner=n2,
-                sites=unique([b.site, a.site]),  # type: ignore[attr-defined]
+                sites=unique([b.site, a.site]),
                 bytes=nbytes,
-                evidence={"tensors": [n1, n2], "buffer_bytes": nbytes, "what": "data", "address": [b.start, b.end]},  # type: ignore[attr-defined]  # fmt: skip
+                evidence={
+                    "tensors": [n1, n2],
+                    "buffer_bytes": nbytes,
+                    "what": "data",
+                    "address": [b.start, b.end],
+                },  # fmt: skip
             )
         )
     return findings
