@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dis
 import gc
+import os
 import sys
 import sysconfig
 import threading
@@ -21,7 +22,7 @@ import types
 from collections import deque
 from typing import Any
 
-from agcore.sites import is_internal_file
+from agcore.sites import is_internal_file, register_internal
 from memcheck.records import Holder, Hop
 
 _MUTATORS = frozenset(("append", "extend", "insert", "add", "update", "setdefault", "appendleft", "extendleft",
@@ -32,6 +33,8 @@ _NOT_USER = tuple(
                 sysconfig.get_paths().get("platlib")} if p
 )  # fmt: skip
 _LRU = type(__import__("functools").lru_cache(maxsize=None)(lambda: None))
+register_internal(os.path.dirname(os.path.abspath(__file__)))  # memcheck's frames are never a user's
+
 #: one heap walk at a time: a walk holds what it visits, and two walks on two threads would
 #: visit (and so keep, in a cycle between their bookkeeping) each other's objects
 HEAP_WALK = threading.RLock()
@@ -244,8 +247,8 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     if parent is None:
         if id(obj) in modules:
             return f"module {modules[id(obj)]}", "", ""
-        if isinstance(obj, types.FrameType):
-            return f"{obj.f_code.co_name}() at {obj.f_code.co_filename}:{obj.f_lineno}", "", ""
+        if isinstance(obj, types.FrameType):  # no line: the frame moves on, the chain should not change
+            return f"{obj.f_code.co_name}() in {obj.f_code.co_filename}", "", ""
         if isinstance(obj, type):
             return f"class {obj.__qualname__}", "", ""
         return tname, "", ""
@@ -470,6 +473,18 @@ def _subscr_target(instrs: list[Any], j: int) -> str | None:
     return instrs[j - 2].argval if j >= 2 and isinstance(instrs[j - 2].argval, str) else None
 
 
+def _fresh(instrs: list[Any], j: int) -> bool:
+    """Whether the value stored at ``j`` is a new empty container or a constant (``x = []``, ``x = 0.0``).
+
+    For an attribute store the object is loaded between the value and the store.
+    """
+    k = j - 1
+    if instrs[j].opname == "STORE_ATTR" and k >= 1:
+        k -= 1
+    prev = instrs[k]
+    return (prev.opname in ("BUILD_LIST", "BUILD_MAP", "BUILD_SET") and prev.arg == 0) or prev.opname == "LOAD_CONST"
+
+
 def _is_ref(ins: Any, kind: str, name: str) -> bool:
     if kind == "name":
         return ins.opname in _LOADS and ins.argval == name
@@ -490,9 +505,7 @@ def _touches(instrs: list[Any], j: int, kind: str, name: str) -> bool:
     if ins.opname == "STORE_SUBSCR" and j >= 2 and _is_ref(instrs[j - 2], kind, name):
         return True
     if kind == "name" and ins.opname in _STORES and ins.argval == name and j >= 1:
-        # a fresh empty container or a constant starts the holder; it does not add to it
-        return not (instrs[j - 1].opname in ("BUILD_LIST", "BUILD_MAP", "BUILD_SET") and instrs[j - 1].arg == 0) \
-            and instrs[j - 1].opname != "LOAD_CONST"  # fmt: skip
+        return not _fresh(instrs, j)  # a fresh empty container or a constant starts the holder
     if kind == "attr" and ins.opname == "STORE_ATTR" and ins.argval == name:
-        return True
+        return not _fresh(instrs, j)  # ``self.curve = []`` starts the holder; it does not add to it
     return False

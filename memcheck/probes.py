@@ -41,6 +41,8 @@ class RssProbe:
             self._process = psutil.Process()
 
     def read(self) -> int:
+        if self._fd is None and self._process is None:  # closed: fall back to psutil
+            self._process = psutil.Process()
         if self._fd is not None:
             try:
                 return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
