@@ -9,8 +9,6 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import memcheck.session  # noqa: F401  (registers memcheck's own files as internal, as every session does)
 from memcheck import holders
 from memcheck.records import Holder
