@@ -41,62 +41,53 @@ def _overlaps(spans: list[tuple[int, int, int, P]]) -> list[tuple[P, P, int]]:
     return out
 
 
+def _shared(names: tuple[str, str], sites: tuple[str, str], nbytes: int, message: str, **evidence: object) -> Finding:
+    """One finding for two owners over one piece of memory (the later one is the owner to fix)."""
+    return Finding(
+        kind="aliased_buffers",
+        severity="error",
+        message=message,
+        owner=names[1],
+        sites=unique([sites[1], sites[0]]),
+        bytes=nbytes,
+        evidence={"tensors": list(names), "buffer_bytes": nbytes, **evidence},
+    )
+
+
 def _grad_findings(obs: Observations) -> list[Finding]:
     # each leaf is its own identity: two tensors holding the very same gradient array is the bug itself
     spans = [(g[0], g[1], i, leaf) for i, leaf in enumerate(obs.leaves) if (g := leaf.grad_span) is not None]
-    findings = []
-    for a, b, nbytes in _overlaps(spans):
-        n1, n2 = a.name, b.name
-        findings.append(
-            Finding(
-                kind="aliased_buffers",
-                severity="error",
-                message=(
-                    f"The gradients of {n1!r} and {n2!r} share one buffer ({nbytes} bytes): whatever writes one "
-                    "changes the other. A gradient store or pool handed out (or released) the same buffer twice; "
-                    "give every tensor its own gradient buffer and release each buffer exactly once."
-                ),
-                owner=n2,
-                sites=unique([b.site, a.site]),
-                bytes=nbytes,
-                evidence={
-                    "tensors": [n1, n2],
-                    "buffer_bytes": nbytes,
-                    "what": "grad",
-                    "same_array": a.grad == b.grad,
-                    "address": list(b.grad_span or (0, 0)),
-                },  # fmt: skip
-            )
+    return [
+        _shared(
+            (a.name, b.name),
+            (a.site, b.site),
+            nbytes,
+            f"The gradients of {a.name!r} and {b.name!r} share one buffer ({nbytes} bytes): whatever writes one "
+            "changes the other. A gradient store or pool handed out (or released) the same buffer twice; "
+            "give every tensor its own gradient buffer and release each buffer exactly once.",
+            what="grad",
+            same_array=a.grad == b.grad,
+            address=list(b.grad_span or (0, 0)),
         )
-    return findings
+        for a, b, nbytes in _overlaps(spans)
+    ]
 
 
 def _data_findings(obs: Observations) -> list[Finding]:
     spans: list[tuple[int, int, int, BufferSpan]] = [(s.start, s.end, s.base, s) for s in obs.buffers]
-    findings = []
-    for a, b, nbytes in _overlaps(spans):
-        n1, n2 = a.owner, b.owner
-        findings.append(
-            Finding(
-                kind="aliased_buffers",
-                severity="error",
-                message=(
-                    f"{n1!r} and {n2!r} are separate arrays over the same memory ({nbytes} bytes), not views of "
-                    "one another: a pool handed out a block still in use. Release each block once, and only "
-                    "after its owner is gone."
-                ),
-                owner=n2,
-                sites=unique([b.site, a.site]),
-                bytes=nbytes,
-                evidence={
-                    "tensors": [n1, n2],
-                    "buffer_bytes": nbytes,
-                    "what": "data",
-                    "address": [b.start, b.end],
-                },  # fmt: skip
-            )
+    return [
+        _shared(
+            (a.owner, b.owner),
+            (a.site, b.site),
+            nbytes,
+            f"{a.owner!r} and {b.owner!r} are separate arrays over the same memory ({nbytes} bytes), not views "
+            "of one another: a pool handed out a block still in use. Release each block once, and only after "
+            "its owner is gone.",
+            what="data",
+            address=[b.start, b.end],
         )
-    return findings
+        for a, b, nbytes in _overlaps(spans)
+    ]
 
 
 def _container_findings(obs: Observations) -> list[Finding]:
