@@ -239,7 +239,8 @@ class Session:
     def _rising(self) -> bool:
         """Whether an exact memory signal rose over the recent samples (cheap: a few array reads)."""
         store = self.recorder.samples
-        for column, floor in (("heap_bytes", 16384.0), ("ledger_total_bytes", 8192.0), ("py_blocks", 64.0)):
+        # floors above what memcheck's own store adds when it doubles (tens of KiB, a few times per run)
+        for column, floor in (("heap_bytes", 65536.0), ("ledger_total_bytes", 8192.0), ("py_blocks", 256.0)):
             ys = store.column(column)[-32:]
             ys = ys[~np.isnan(ys)]
             if len(ys) >= 4 and ys[-1] - ys[0] > floor and float(np.mean(np.diff(ys) >= 0)) >= 0.6:
@@ -257,7 +258,8 @@ class Session:
             warnings.warn(f"memcheck: a check during the run failed ({type(err).__name__}: {err}); "
                           "later checks are skipped", RuntimeWarning, stacklevel=2)  # fmt: skip
         self._last_deep_end = time.perf_counter()
-        self._deep_cost = self._last_deep_end - start
+        # the dearest recent check sets the pace (a cheap one must not let an expensive one follow at once)
+        self._deep_cost = max(self._last_deep_end - start, 0.5 * self._deep_cost)
 
     def sample(self, phase: str = "loop") -> Sample:
         """Read every probe now and keep the sample."""
