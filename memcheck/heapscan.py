@@ -100,8 +100,8 @@ class ContainerScan:
                 if t not in _CONTAINERS and not isinstance(obj, _CONTAINERS):
                     continue
                 n = len(obj)
-                if n < _MIN_ITEMS or id(obj) in exclude:
-                    continue
+                if n < _MIN_ITEMS or id(obj) in exclude or getattr(obj, "maxlen", None) is not None:
+                    continue  # a deque(maxlen=...) is bounded by design: it fills, it does not leak
                 now[id(obj)] = (t, n)
                 old = before.get(id(obj))
                 if old is not None and old[0] is t and span > 0 and n - old[1] >= max(2, span // 10):

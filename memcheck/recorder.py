@@ -69,6 +69,7 @@ class Recorder:
         self._unreleased = 0
         # id(version counter) -> {weakref(node): version when saved}: who saved what, for in-place checks
         self.saved_by: dict[int, dict[Any, int]] = {}
+        self._to_index: list[tuple[Any, tuple]] = []  # nodes made since the last in-place change
         # id(leaf tensor) -> [weakref to it, birth site, order, gradient writes by backward]
         self.leaves: dict[Any, list[Any]] = {}
         self._leaf_order = 0
@@ -204,19 +205,32 @@ class Recorder:
                   checks: tuple) -> None:  # fmt: skip
         ref = _new_ref(node, self._node_died_cb)
         it = self.iteration
-        counters: tuple[int, ...] = ()
-        if checks:
-            counters = tuple(id(c[1]) for c in checks)
-            saved_by = self.saved_by
+        if checks:  # indexed only when an in-place change needs it (most steps release every graph first)
+            self._to_index.append((ref, checks))
+        self.nodes[ref] = [it, birth_site, op, graph, out_bytes, False, ()]
+        self.nodes_by_iteration[it] += 1
+        self._unreleased += 1
+
+    @property
+    def pending_saves(self) -> bool:
+        """Nodes made since the last in-place change saved something (not yet indexed)."""
+        return bool(self._to_index)
+
+    def _index_saves(self) -> None:
+        """Add the saves of nodes made since the last in-place change to ``saved_by`` (each node once)."""
+        saved_by, nodes = self.saved_by, self.nodes
+        for ref, checks in self._to_index:
+            info = nodes.get(ref)
+            if info is None or info[5]:
+                continue  # died or released meanwhile: it holds nothing an in-place change could spoil
+            info[6] = tuple(id(c[1]) for c in checks)
             for c in checks:
                 entry = saved_by.get(id(c[1]))
                 if entry is None:
                     saved_by[id(c[1])] = {ref: c[2]}
                 else:
                     entry[ref] = c[2]
-        self.nodes[ref] = [it, birth_site, op, graph, out_bytes, False, counters]
-        self.nodes_by_iteration[it] += 1
-        self._unreleased += 1
+        self._to_index.clear()
 
     def node_released(self, node: Any) -> None:
         ref = _new_ref(node)
@@ -265,9 +279,12 @@ class Recorder:
     # -- events: in-place changes, backward, errors ---------------------------------------
     def inplace_change(self, counter: Any, owner: str | None, op: str, version: int, site: str, nbytes: int,
                        by_optimizer: bool) -> None:  # fmt: skip
-        """A storage changed in place: one event when live, unreleased nodes had saved it (O(1))."""
+        """A storage changed in place: one event when live, unreleased nodes had saved it (O(1) amortised)."""
         if self._unreleased <= 0:
+            self._to_index.clear()  # every graph was released: nothing pending can hold a saved tensor
             return
+        if self._to_index:
+            self._index_saves()
         entry = self.saved_by.get(id(counter))
         if not entry:
             return

@@ -14,7 +14,6 @@ from typing import Any
 
 from agcore.observe import ObservedNode, ObservedTensor, Observer
 from agcore.sites import user_site_pair
-from agcore.tensor import Tensor as _Tensor
 from memcheck.detectors.engine_errors import caught_error
 from memcheck.recorder import Recorder
 
@@ -48,6 +47,8 @@ class AgcoreAdapter(Observer):
             return
         rec = self.recorder
         if role == "grad":
+            if owner is not None and id(owner.data) not in self._live:  # a leaf made before the watch
+                self._adopt(owner)
             self._add(array, role, owner, rec.backward_site, None)
             return
         site = user_site_pair(1)
@@ -58,6 +59,8 @@ class AgcoreAdapter(Observer):
 
     def on_grad(self, tensor: ObservedTensor, array: Any, first: bool) -> None:
         if not first and _get_ident() == self.thread:
+            if id(tensor.data) not in self._live:  # a leaf made before the watch, its gradient too
+                self._adopt(tensor)
             self.recorder.grad_written(tensor)  # backward accumulated into an existing buffer
 
     # -- graph ----------------------------------------------------------------------------
@@ -65,10 +68,6 @@ class AgcoreAdapter(Observer):
         if _get_ident() != self.thread:
             return
         self._node_made(node, node.site_pair, node.fn.__name__, node.graph.name, output.data.nbytes, node.checks)
-        live = self._live
-        for edge in node.inputs:  # a leaf made before the watch is adopted when first used
-            if isinstance(edge, _Tensor) and id(edge.data) not in live:
-                self._adopt(edge)
 
     def _adopt(self, tensor: Any) -> None:
         rec = self.recorder
@@ -103,7 +102,7 @@ class AgcoreAdapter(Observer):
         rec = self.recorder
         by_optimizer = op.endswith(".step")
         counter = tensor._version
-        if counter is not None and rec.saved_by:  # some live node saved something: is it this storage?
+        if counter is not None and (rec.saved_by or rec.pending_saves):  # did a live node save this storage?
             rec.inplace_change(counter, tensor.name, op, version, site, int(tensor.data.nbytes), by_optimizer)
         if by_optimizer and not self._stepped:  # an optimizer's first update of this step ends the iteration
             self._stepped = True
