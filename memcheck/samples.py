@@ -2,8 +2,8 @@
 
 A session may sample for an hour; a list of dicts would grow with the run and,
 worse, show in the very counters it records (Python's allocated blocks, the C
-heap). So samples live in one NumPy array, doubled a few times (64 rows to
-``capacity``: the heap steps at those doublings only) and then fixed. When it fills,
+heap). So samples live in one NumPy array allocated up front (unfilled: the
+memory is mapped, and a page is touched only when a row is written). When it fills,
 the older three quarters are halved: each pair of rows keeps one, alternately
 the higher and the lower of the main memory signal, so a series keeps its
 trend and its envelope (minima and maxima) while the newest quarter stays at
@@ -36,7 +36,9 @@ class SampleStore:
         if capacity < 16:
             raise ValueError(f"capacity={capacity}: keep at least 16 samples")
         self.capacity = capacity
-        self._rows = np.full((min(64, capacity), len(_COLUMNS)), np.nan)  # doubled as needed, up to capacity
+        # all of it at once, unfilled (each row is written when appended): the heap steps here, at the
+        # session's start, never in the middle of a run where it would read as the program's growth
+        self._rows = np.empty((capacity, len(_COLUMNS)))
         self._n = 0
         self.total = 0  # samples ever added (the store keeps at most ``capacity``)
 
@@ -44,13 +46,8 @@ class SampleStore:
         return self._n
 
     def append(self, s: Sample) -> None:
-        if self._n == len(self._rows):
-            if self._n < self.capacity:  # grow (a short session never pays for the whole store)
-                grown = np.full((min(2 * self._n, self.capacity), len(_COLUMNS)), np.nan)
-                grown[: self._n] = self._rows
-                self._rows = grown
-            else:
-                self._decimate()
+        if self._n == self.capacity:
+            self._decimate()
         row = self._rows[self._n]
         row.fill(np.nan)
         for name in _SCALARS:
