@@ -100,7 +100,12 @@ def agcore_step(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> Callab
     for layer, (w, b) in zip(model.layers, params):
         layer.weight.data[...] = w.T  # nn.Linear's weight is (out, in), as torch's
         layer.bias.data[...] = b
-    opt = ag.optim.SGD(model.parameters(), lr=LR)
+    return sgd_step(model, x, y, loss, lr=LR)
+
+
+def sgd_step(model: Any, x: np.ndarray, y: np.ndarray, loss: str, lr: float) -> Callable[[], Any]:
+    """zero_grad, forward, ``loss`` ("ce" or "mse"), backward, an SGD step: the step every bench times."""
+    opt = ag.optim.SGD(model.parameters(), lr=lr)
     xt = ag.tensor(x)
     yt = y if loss == "ce" else ag.tensor(y)
     loss_fn = ag.cross_entropy if loss == "ce" else ag.mse_loss

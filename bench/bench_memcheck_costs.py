@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
-from _models import BIG_BATCH, BIG_SIZES, TINY_BATCH, TINY_SIZES, make_batch  # noqa: E402
+from _models import BIG_BATCH, BIG_SIZES, TINY_BATCH, TINY_SIZES, make_batch, sgd_step  # noqa: E402
 
 import agcore as ag  # noqa: E402
 import memcheck  # noqa: E402
@@ -171,21 +171,8 @@ def train_step(kind: str) -> Callable[[], Any]:
     """
     sizes, batch, loss = (TINY_SIZES, TINY_BATCH, "mse") if kind == "tiny" else (BIG_SIZES, BIG_BATCH, "ce")
     ag.manual_seed(0)
-    model = ag.nn.MLP(list(sizes))
-    opt = ag.optim.SGD(model.parameters(), lr=0.01)
     x, y = make_batch(sizes, batch, loss)
-    xt = ag.tensor(x)
-    yt = y if loss == "ce" else ag.tensor(y)
-    loss_fn = ag.cross_entropy if loss == "ce" else ag.mse_loss
-
-    def step() -> Any:
-        opt.zero_grad()
-        out = loss_fn(model(xt), yt)
-        out.backward()
-        opt.step()
-        return out.data
-
-    return step
+    return sgd_step(ag.nn.MLP(list(sizes)), x, y, loss, lr=0.01)
 
 
 # -- 1. nothing quadratic ----------------------------------------------------------------------
