@@ -355,6 +355,8 @@ def describe(chain: list[Any]) -> Holder | None:
                 var = _closure_name(fn, prev)
                 if var:
                     name, kind = f"closure variable {var!r} of {fn.__qualname__}()", "closure"
+        if kind == "attributes":
+            continue  # an object's __dict__, materialised or not (3.11 keeps it inline): the chain is the same
         hops.append(Hop(label=label, type=type(obj).__name__))
         owner = grand if isinstance(prev, dict) and grand is not None else prev  # a __dict__ hop: its object
         if kind == "attribute" and not _user_class(type(owner)):

@@ -66,7 +66,7 @@ class Recorder:
         # weakref(node) -> [birth_iter, site_pair, op name, graph name, output bytes, released, counter ids]
         self.nodes: dict[Any, list[Any]] = {}
         self.nodes_by_iteration: Counter[int] = Counter()  # live nodes per birth iteration
-        self._unreleased = 0
+        self.unreleased = 0
         # id(version counter) -> {weakref(node): version when saved}: who saved what, for in-place checks
         self.saved_by: dict[int, dict[Any, int]] = {}
         self._to_index: list[tuple[Any, tuple]] = []  # nodes made since the last in-place change
@@ -209,7 +209,12 @@ class Recorder:
             self._to_index.append((ref, checks))
         self.nodes[ref] = [it, birth_site, op, graph, out_bytes, False, ()]
         self.nodes_by_iteration[it] += 1
-        self._unreleased += 1
+        self.unreleased += 1
+
+    def pending_clear(self) -> None:
+        """Every graph was released: saves not yet indexed can never matter."""
+        if self._to_index:
+            self._to_index.clear()
 
     @property
     def pending_saves(self) -> bool:
@@ -237,7 +242,7 @@ class Recorder:
         info = self.nodes.get(ref)
         if info is not None and not info[5]:
             info[5] = True
-            self._unreleased -= 1
+            self.unreleased -= 1
             if info[6]:
                 self._forget_saves(ref, info[6])
                 info[6] = ()
@@ -251,7 +256,7 @@ class Recorder:
         if counts[info[0]] <= 0:
             del counts[info[0]]
         if not info[5]:
-            self._unreleased -= 1
+            self.unreleased -= 1
             if info[6]:
                 self._forget_saves(ref, info[6])
 
@@ -280,7 +285,7 @@ class Recorder:
     def inplace_change(self, counter: Any, owner: str | None, op: str, version: int, site: str, nbytes: int,
                        by_optimizer: bool) -> None:  # fmt: skip
         """A storage changed in place: one event when live, unreleased nodes had saved it (O(1) amortised)."""
-        if self._unreleased <= 0:
+        if self.unreleased <= 0:
             self._to_index.clear()  # every graph was released: nothing pending can hold a saved tensor
             return
         if self._to_index:

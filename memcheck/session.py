@@ -105,6 +105,8 @@ class Session:
         self._last_sample: Sample | None = None
         self._scan_at: int | None = None  # iteration of the first container scan (taken while memory rose)
         self._followed = False
+        self._quiet_until = 0  # _at_boundary has nothing to do before this iteration...
+        self._due_at = 0.0  # ...nor before this moment (perf_counter)
         self._deep_cost = 0.0  # seconds the last deep check took
         self._last_deep_end = 0.0
         self._last_sample_t = 0.0
@@ -209,6 +211,8 @@ class Session:
         rec = self.recorder
         it = rec.iteration
         now = time.perf_counter()
+        if it < self._quiet_until and now < self._due_at:
+            return  # nothing is scheduled before then: the common case costs two comparisons
         if self.sample_every is None:
             # every ~2 ms of run time (at most ~2% of it), and at least ~32 samples per doubling of
             # the iterations, so a short run of fast iterations still has enough points for a slope
@@ -219,6 +223,7 @@ class Session:
             self.sample()
         if self.inspector.tick():  # a line window closed: refresh the holder's lines now (no heap scan)
             self._timed_check(containers=False)
+            self._plan(it)
             return
         # a deep check walks the heap: at most ~5% of the run's time, whatever the schedule says
         affordable = self._next_deep <= _ALWAYS_DEEP or now - self._last_deep_end >= _DEEP_DUTY * self._deep_cost
@@ -235,6 +240,31 @@ class Session:
         elif it % 10 == 0 and not self._retained_seen and rec.retained_node_count(it - 1) > 0:
             self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
             self._timed_check(containers=False)
+        elif it >= self._next_deep or self._deep_requested:  # due but not affordable: wait for the budget
+            self._quiet_until = it + 1
+            self._due_at = min(self._due_at, self._last_deep_end + _DEEP_DUTY * self._deep_cost)
+            return
+        self._plan(it)
+
+    def _plan(self, it: int) -> None:
+        """The next iteration and the next moment at which :meth:`_at_boundary` has anything to do."""
+        nxt = self._next_deep
+        if self._deep_requested:
+            nxt = it + 1
+        if self.sample_every is None:
+            grid = 1 << max(it.bit_length() - 5, 0)
+            nxt = min(nxt, (it // grid + 1) * grid)
+            self._due_at = self._last_sample_t + max(_AUTO_SAMPLE_SECONDS, 50 * self._sample_cost)
+        else:
+            nxt = min(nxt, (it // self.sample_every + 1) * self.sample_every)
+            self._due_at = float("inf")
+        if not self._retained_seen:
+            nxt = min(nxt, (it // 10 + 1) * 10)
+        if self._scan_at is not None and not self._followed:
+            nxt = min(nxt, self._scan_at + _FOLLOW_UP)
+        if self.inspector.watch is not None:
+            nxt = min(nxt, self.inspector.watch_closes_at)
+        self._quiet_until = max(nxt, it + 1)
 
     def _rising(self) -> bool:
         """Whether an exact memory signal rose over the recent samples (cheap: a few array reads)."""
@@ -272,6 +302,7 @@ class Session:
     def request_deep_check(self) -> None:
         """Look at the heap at the next boundary (a soak does this when growth is suspected)."""
         self._deep_requested = True
+        self._quiet_until = 0
 
     def check(self) -> list[Finding]:
         """Judge now; returns (and keeps) the findings of the whole session so far.
@@ -280,6 +311,7 @@ class Session:
         it died since; calling this again gives the same findings.
         """
         self._check(deep=True, containers=False, full_gc=False)
+        self._quiet_until = 0  # the check may have opened a line window: plan again at the next boundary
         return self.findings
 
     def _check(self, deep: bool, containers: bool = True, full_gc: bool = True, collect: bool = True) -> None:

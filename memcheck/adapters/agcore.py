@@ -100,10 +100,13 @@ class AgcoreAdapter(Observer):
         if _get_ident() != self.thread:
             return
         rec = self.recorder
-        by_optimizer = op.endswith(".step")
-        counter = tensor._version
-        if counter is not None and (rec.saved_by or rec.pending_saves):  # did a live node save this storage?
-            rec.inplace_change(counter, tensor.name, op, version, site, int(tensor.data.nbytes), by_optimizer)
+        by_optimizer = op[-5:] == ".step"
+        if rec.unreleased > 0:  # some live node may have saved this storage: did it?
+            counter = tensor._version
+            if counter is not None:
+                rec.inplace_change(counter, tensor.name, op, version, site, int(tensor.data.nbytes), by_optimizer)
+        else:
+            rec.pending_clear()  # every graph was released: nothing pending can hold a saved tensor
         if by_optimizer and not self._stepped:  # an optimizer's first update of this step ends the iteration
             self._stepped = True
             rec.boundary("step")

@@ -527,15 +527,7 @@ CASES = {
 }
 
 
-_UNSTABLE_ROOT = pytest.mark.xfail(
-    strict=True,
-    reason="the retained_graph evidence (chain, holder.chain) changes between checks: holders._hop labels a frame "
-    "root with its current line ('test_x() at file:6', then ':7'), and the first walk materialises an instance's "
-    "__dict__, so later walks add an 'attributes' hop (Session -> .keep, then Session -> attributes -> .keep)",
-)
-
-
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=_UNSTABLE_ROOT) if k == "retained_graph" else k for k in CASES])
+@pytest.mark.parametrize("kind", list(CASES))
 def test_check_three_times_gives_the_findings_of_once(kind: str) -> None:
     gc.collect()
     with memcheck.watch(boundaries="user") as s:
