@@ -82,6 +82,39 @@ def test_gelu_float32_is_within_float32_rounding_of_torch() -> None:
     np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), atol=2e-6)
 
 
+def test_gelu_float32_edges_match_torch() -> None:
+    """Signed zeros, tiny, large and far-out values: the sign trick and the underflowing tail."""
+    x = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-4, -1e-4, 0.7, -0.7, 5.0, -5.0, 13.0, -13.0, 30.0, -30.0, 1e30, -1e30],
+                 dtype=np.float32)  # fmt: skip
+    mine = ag.tensor(x, requires_grad=True)
+    theirs = torch.tensor(x, requires_grad=True)
+    out_m, out_t = ag.gelu(mine), F.gelu(theirs)
+    np.testing.assert_allclose(out_m.numpy(), out_t.detach().numpy(), rtol=1e-6, atol=1e-6)
+    out_m.sum().backward()
+    out_t.sum().backward()
+    np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), atol=1e-6)
+
+
+def test_gelu_saves_its_derivative_not_its_input() -> None:
+    """The exact form keeps d gelu / dx (one private array): backward is one product, and an
+    in-place change of the input afterwards cannot spoil it."""
+    for dtype in (np.float32, np.float64):
+        x = ag.tensor(r(8, 5).astype(dtype), requires_grad=True)
+        h = x * 1.0
+        y = ag.gelu(h)
+        (saved,) = y.grad_fn.saved
+        assert saved is not h.data and saved.shape == h.shape and saved.dtype == dtype
+        assert y.grad_fn.checks == ()  # nothing version-checked
+        expected = torch.tensor(r(8, 5).astype(dtype), requires_grad=True)
+        F.gelu(expected).sum().backward()
+        with ag.no_grad():
+            h.mul_(3.0)
+        y.sum().backward()
+        np.testing.assert_allclose(x.grad, expected.grad.numpy(), atol=1e-6 if dtype == np.float32 else 1e-12)
+    with ag.no_grad():  # no gradient wanted: nothing saved
+        assert ag.gelu(ag.tensor(r(3, 3))).grad_fn is None
+
+
 def test_gelu_float32_uses_no_power() -> None:
     x = ag.tensor(r(64, 64).astype(np.float32), requires_grad=True)
     y = ag.gelu(x, approximate="tanh")
@@ -150,6 +183,32 @@ def test_scaled_dot_product_attention_with_masks_and_scale() -> None:
         r(2, 6, 4, seed=2),
         r(2, 6, 3, seed=3),
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_attention_rows_far_below_the_largest_score(dtype: Any) -> None:
+    """The forward shifts all rows by the largest score; a row far below it (here the second
+    batch, scores scaled down by 60) takes the exact path with a maximum per row."""
+    q = r(2, 3, 6, 4)
+    q[0] *= 30.0
+    q[1] *= 0.5
+    q[1, 0, 2] -= 40.0
+    tol = {"rtol": 1e-10} if dtype == np.float64 else {"rtol": 2e-4}
+    for causal in (False, True):
+        mine = [
+            ag.tensor(a.astype(dtype), requires_grad=True) for a in (q, r(2, 3, 6, 4, seed=2), r(2, 3, 6, 4, seed=3))
+        ]
+        theirs = [
+            torch.tensor(a.astype(dtype), requires_grad=True) for a in (q, r(2, 3, 6, 4, seed=2), r(2, 3, 6, 4, seed=3))
+        ]
+        out_m = ag.scaled_dot_product_attention(*mine, is_causal=causal)
+        out_t = F.scaled_dot_product_attention(*theirs, is_causal=causal)
+        np.testing.assert_allclose(out_m.numpy(), out_t.detach().numpy(), atol=1e-5, **tol)
+        w = r(2, 3, 6, 4, seed=9).astype(dtype)
+        out_m.backward(w)
+        out_t.backward(torch.from_numpy(w))
+        for a, b in zip(mine, theirs):
+            np.testing.assert_allclose(a.grad, b.grad.numpy(), atol=1e-4 if dtype == np.float32 else 1e-10, **tol)
 
 
 def test_attention_saves_no_attention_matrix() -> None:
