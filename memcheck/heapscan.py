@@ -76,12 +76,20 @@ def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention |
     return record, target
 
 
+def _kind(t: type) -> int:
+    """0: not a container a scan follows; 1: a list, dict or set (or a subclass); 2: a deque (it may be bounded)."""
+    if issubclass(t, deque):
+        return 2
+    return 1 if issubclass(t, _CONTAINERS) else 0
+
+
 class ContainerScan:
     """Lengths of the heap's containers at the last scan; a new scan reports those that grew with iterations."""
 
     def __init__(self) -> None:
         self._lengths: dict[int, tuple[type, int]] = {}
         self._iteration = 0
+        self._kinds: dict[type, int] = {}  # type -> _kind(type), learnt once per type
 
     def scan(self, iteration: int, exclude: set[int]) -> list[tuple[Any, float]]:
         """``(container, items per iteration)`` for containers that grew by at least an item every ten iterations."""
@@ -95,16 +103,22 @@ class ContainerScan:
             before, span = self._lengths, iteration - self._iteration
             now: dict[int, tuple[type, int]] = {}
             grown: list[tuple[Any, float]] = []
+            kinds = self._kinds
+            min_growth = max(2, span // 10)
             for obj in objects:
                 t = type(obj)
-                if t not in _CONTAINERS and not isinstance(obj, _CONTAINERS):
-                    continue
+                kind = kinds.get(t)
+                if kind is None:
+                    kind = kinds[t] = _kind(t)
+                if not kind:
+                    continue  # most of the heap: functions, tuples, instances (one dict lookup each)
                 n = len(obj)
-                if n < _MIN_ITEMS or id(obj) in exclude or getattr(obj, "maxlen", None) is not None:
+                if n < _MIN_ITEMS or (kind == 2 and obj.maxlen is not None) or id(obj) in exclude:
                     continue  # a deque(maxlen=...) is bounded by design: it fills, it does not leak
-                now[id(obj)] = (t, n)
-                old = before.get(id(obj))
-                if old is not None and old[0] is t and span > 0 and n - old[1] >= max(2, span // 10):
+                key = id(obj)
+                now[key] = (t, n)
+                old = before.get(key)
+                if old is not None and old[0] is t and span > 0 and n - old[1] >= min_growth:
                     grown.append((obj, (n - old[1]) / span))
             del objects
         self._lengths, self._iteration = now, iteration

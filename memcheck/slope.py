@@ -62,20 +62,38 @@ class SlopeEstimate:
         }
 
 
+_PAIRS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _candidate_pairs(n: int, max_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` of ``n`` points, or a fixed-seed sample of them; the same ``n`` gives the same
+    pairs, so they are drawn once per length (a soak re-estimates its window every few samples)."""
+    key = (n, max_pairs)
+    pairs = _PAIRS.get(key)
+    if pairs is None:
+        if n * (n - 1) // 2 <= max_pairs:
+            i, j = np.triu_indices(n, k=1)
+        else:
+            rng = np.random.default_rng(0)
+            a, b = rng.integers(0, n, 4 * max_pairs), rng.integers(0, n, 4 * max_pairs)
+            i, j = np.minimum(a, b), np.maximum(a, b)
+            keep = i < j
+            i, j = i[keep], j[keep]
+        pairs = (i, j)
+        if n <= 64:  # a soak's sliding window (full at 64 points): a few small tables, drawn once
+            if len(_PAIRS) >= 8:
+                _PAIRS.clear()
+            _PAIRS[key] = pairs
+    return pairs
+
+
 def _pair_indices(n: int, min_lag: float, x: np.ndarray, max_pairs: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs ``i < j`` at least ``min_lag`` apart: all of them, or a fixed-seed sample of them.
 
     Sampling draws pairs directly (never the full n^2/2 table), so a 5000-iteration run's
     estimate costs kilobytes, not megabytes.
     """
-    if n * (n - 1) // 2 <= max_pairs:
-        i, j = np.triu_indices(n, k=1)
-    else:
-        rng = np.random.default_rng(0)
-        a, b = rng.integers(0, n, 4 * max_pairs), rng.integers(0, n, 4 * max_pairs)
-        i, j = np.minimum(a, b), np.maximum(a, b)
-        keep = i < j
-        i, j = i[keep], j[keep]
+    i, j = _candidate_pairs(n, max_pairs)
     keep = (x[j] - x[i]) >= min_lag
     return i[keep][:max_pairs], j[keep][:max_pairs]
 
@@ -100,6 +118,19 @@ def theil_sen(x: ArrayLike, y: ArrayLike, min_lag_frac: float = 0.25) -> float:
     return float(np.median(s)) if len(s) else 0.0
 
 
+def _quantiles(ordered: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
+    """NumPy's default (linear) quantiles of an already sorted array: one sort serves them all."""
+    n = len(ordered)
+    out = []
+    for q in qs:
+        pos = q * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        frac = pos - lo
+        out.append(float(ordered[lo] + (ordered[hi] - ordered[lo]) * frac))
+    return tuple(out)
+
+
 def estimate(
     x: ArrayLike,
     y: ArrayLike,
@@ -116,16 +147,16 @@ def estimate(
     if n < 2:
         return SlopeEstimate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, 0.0, False)
     span = float(x[-1] - x[0])
-    s = pairwise_slopes(x, y)
-    slope = float(np.median(s))
-    lower, upper = (float(v) for v in np.quantile(s, [quantile, 1.0 - quantile]))
+    s = np.sort(pairwise_slopes(x, y))
+    slope, lower, upper = _quantiles(s, (0.5, quantile, 1.0 - quantile))
     half = n // 2
-    recent_s = pairwise_slopes(x[half:], y[half:]) if n - half >= 2 else s
-    recent = float(np.median(recent_s)) if len(recent_s) else 0.0
-    recent_lower = float(np.quantile(recent_s, quantile)) if len(recent_s) else 0.0
-    intercept = float(np.median(y - slope * x))
+    recent_s = np.sort(pairwise_slopes(x[half:], y[half:])) if n - half >= 2 else s
+    recent, recent_lower = _quantiles(recent_s, (0.5, quantile)) if len(recent_s) else (0.0, 0.0)
+    (intercept,) = _quantiles(np.sort(y - slope * x), (0.5,))
     resid = y - (slope * x + intercept)
-    noise = float(1.4826 * np.median(np.abs(resid - np.median(resid))))
+    (mid,) = _quantiles(np.sort(resid), (0.5,))
+    (mad,) = _quantiles(np.sort(np.abs(resid - mid)), (0.5,))
+    noise = 1.4826 * mad
     rise = slope * span
     certain = bool(
         n >= min_samples

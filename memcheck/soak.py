@@ -28,8 +28,10 @@ from typing import IO, Any
 from memcheck import probes
 from memcheck.slope import OnlineSlope, SlopeEstimate, estimate
 
-#: the slopes are re-estimated every this many samples
+#: the slopes are re-estimated every this many samples (the session samples at most ~2% of the time)
 _JUDGE_EVERY = 4
+#: iterations per sample the soak's spans are counted in when the session samples on its own clock
+_NOMINAL_EVERY = 10
 #: samples a certain estimate needs, and how much of the run the window keeps
 _MIN_SAMPLES = 12
 _WINDOW = 64
@@ -180,7 +182,7 @@ def _mib(n: float | None) -> str:
 def soak(
     step: Callable[[int], Any],
     iterations: int = 5000,
-    sample_every: int = 10,
+    sample_every: int | None = 10,
     warmup: int | None = None,
     early_stop: bool = True,
     samples_path: str | Path | None = None,
@@ -193,9 +195,12 @@ def soak(
 ) -> Any:
     """Call ``step(i)`` ``iterations`` times under a memcheck session and return the session.
 
-    ``warmup`` (default 5 samples) iterations are ignored by the growth
-    estimate; a leak must then last ``min_span`` iterations (default 15
-    samples) before the soak stops early, so a cache cleared more often than
+    Samples are taken every ``sample_every`` iterations; ``sample_every=None`` samples on
+    the session's own clock (every ~2 ms of run time, at most ~2% of it, and at least ~32
+    per doubling of the iterations).
+    ``warmup`` (default 50) iterations are ignored by the growth
+    estimate; a leak must then last ``min_span`` iterations (default 150)
+    before the soak stops early, so a cache cleared more often than
     that never stops it (a cycle longer than the window looks like growth until
     it is cleared: raise ``min_span`` or pass ``early_stop=False``).
 
@@ -207,12 +212,13 @@ def soak(
     """
     import memcheck
 
-    if iterations < 0 or sample_every < 1:
+    if iterations < 0 or (sample_every is not None and sample_every < 1):
         raise ValueError(
             f"iterations={iterations}, sample_every={sample_every}: need iterations >= 0, sample_every >= 1"
         )
-    warmup = 5 * sample_every if warmup is None else warmup
-    min_span = 15 * sample_every if min_span is None else min_span
+    every = sample_every or _NOMINAL_EVERY  # the iteration scale of the warm-up, the span and the windows
+    warmup = 5 * every if warmup is None else warmup
+    min_span = 15 * every if min_span is None else min_span
     start = session.iterations if session is not None else 0  # an outer session may have run already
     signals = _Signals(float(min_leak_bytes_per_iter), start + warmup, min_span)
     estimate(range(16), range(16), 1.0)  # NumPy loads ~1.5 MB on a first quantile: not in the samples
@@ -220,7 +226,7 @@ def soak(
     own = session is None
     if own:
         session = memcheck.watch(name=name, sample_every=sample_every, **watch_kwargs)
-    state = _State(session, signals, handle, early_stop, sample_every)
+    state = _State(session, signals, handle, early_stop, every, fixed=sample_every is not None)
     session.outcome.samples_path = str(path)
     bar = _progress(progress, name, iterations)
     try:
@@ -245,8 +251,11 @@ def soak(
 class _State:
     """The soak loop and its bookkeeping (kept out of ``soak`` so each piece reads on its own)."""
 
-    def __init__(self, session: Any, signals: _Signals, handle: IO[str], early_stop: bool, every: int) -> None:
+    def __init__(
+        self, session: Any, signals: _Signals, handle: IO[str], early_stop: bool, every: int, fixed: bool = True
+    ) -> None:
         self.session = session
+        self.fixed = fixed  # samples every ``every`` iterations, not on the session's clock
         self.signals = signals
         self.handle = handle
         self.early_stop = early_stop
@@ -279,7 +288,7 @@ class _State:
             step(i)
             self.ran = i + 1
             sample = session.iteration()
-            if sample is None and self.ran % self.every == 0 and getattr(session, "sample_every", 0) != self.every:
+            if sample is None and self.fixed and self.ran % self.every == 0 and session.sample_every != self.every:
                 sample = session.sample()  # an outer session that samples on its own clock
             if sample is None:
                 continue
@@ -319,7 +328,7 @@ class _State:
             return False
         self.judged += 1
         if self.judged % _JUDGE_EVERY and sig.window_opened is None and self.estimates:
-            return False  # three robust slopes cost a millisecond: every few samples is soon enough
+            return False  # three robust slopes cost ~0.2 ms: every few samples is soon enough
         est = self.estimates = sig.estimates()
         if sig.window_opened is not None:
             if i - sig.window_opened < _TRACE_SAMPLES * self.every:
