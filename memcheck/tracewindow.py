@@ -14,6 +14,7 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any
 
+import agcore
 from memcheck.probes import NUMPY_DOMAIN
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,7 +22,7 @@ _MEMCHECK = _HERE + os.sep
 _SKIP = tuple(
     p
     for p in {
-        os.path.dirname(_HERE) + os.sep + "agcore" + os.sep,
+        os.path.dirname(os.path.abspath(agcore.__file__)) + os.sep,  # wherever agcore is installed
         _HERE + os.sep,
         os.path.dirname(os.path.abspath(tracemalloc.__file__)) + os.sep,
         sysconfig.get_paths().get("purelib", "") + os.sep + "numpy" + os.sep,
@@ -79,6 +80,12 @@ class TraceWindow:
             self._started_here = True
         self._before = tracemalloc.take_snapshot()
         self.opened_at_iteration = iteration
+
+    def rebase(self, iteration: int) -> None:
+        """Count growth from now on (a snapshot one iteration in: that iteration's temporaries cancel)."""
+        if self.is_open:
+            self._before = tracemalloc.take_snapshot()
+            self.opened_at_iteration = iteration
 
     def close(self, keep_tracing: bool = False) -> list[SiteGrowth]:
         """Growth by user line since :meth:`open`, largest first."""

@@ -92,9 +92,13 @@ def _by_site(obs: Observations) -> list[dict[str, Any]]:
     if judged.get("by_site"):
         rows.extend(dict(r) for r in judged["by_site"])
     elif obs.trace_growth:
-        for row in obs.trace_growth[:10]:
-            rows.append({"site": row.site, "bytes_per_iteration": round(row.bytes / obs.trace_span, 1),
-                         "source": "tracemalloc"})  # fmt: skip
+        per_line: dict[str, float] = {}  # a line's NumPy buffers and its Python objects: one row
+        for row in obs.trace_growth:
+            per_line[row.site] = per_line.get(row.site, 0.0) + row.bytes / obs.trace_span
+        top = max(per_line.values(), default=0.0)
+        for line, bpi in sorted(per_line.items(), key=lambda kv: -kv[1])[:10]:
+            if bpi >= 0.1 * top:  # a few bytes at an unrelated line is the interpreter's, not the leak
+                rows.append({"site": line, "bytes_per_iteration": round(bpi, 1), "source": "tracemalloc"})
     for site_row in obs.ledger_sites:
         if site_row.bytes_per_iteration:
             rows.append({"site": site_row.site, "bytes_per_iteration": round(site_row.bytes_per_iteration, 1),
@@ -159,7 +163,7 @@ def detect(obs: Observations) -> list[Finding]:
             owner=held.name
             if held is not None
             else (f"memory allocated at {short_site(born[0], obs.cwd)}" if born else f"{probe} memory"),  # fmt: skip
-            sites=(lines[:3] + born)[:6],
+            sites=list(dict.fromkeys(lines[:3] + born))[:6],  # the holder's line and the allocating line, each once
             bytes=int(per_iter * max(window[1] - window[0], 1)),
             evidence={
                 "bytes_per_iteration": per_iter,
