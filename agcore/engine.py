@@ -95,20 +95,32 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
     leaf_grads: dict[Tensor, list] = {}
     ready = [root]
     pop_ready, push_ready, pop_grad = ready.pop, ready.append, grads.pop
+    ig = None
     while ready:
         node = pop_ready()
         if node.released_at is not None:
             raise GraphReleasedError(node._released_message())
         fn = node.fn
         inputs = node.inputs
-        g = pop_grad(node, None)
+        g = grads.get(node)
         if g is not None and node.hooks is not None:
-            g = run_hooks(node.hooks, g)
+            g = grads[node] = run_hooks(node.hooks, g)
             foreign.add(id(g))
         if g is None:  # nothing flowed here (every consumer returned None for it)
             result: tuple = (None,) * len(inputs)
         else:
-            result = fn.backward(node, g)
+            # The gradient is handed over with no reference left here: an op may then find it is
+            # the gradient's only holder (numpy's resize check) and reuse its buffer. An op may
+            # also drop its saved arrays as soon as it has used them when released_at is set.
+            g = ig = None  # (and what the last iteration left in these names)
+            result = ()
+            if not retain_graph:
+                node.released_at = site
+            try:
+                result = fn.backward(node, pop_grad(node))
+            except BaseException:
+                node.released_at = None
+                raise
             if type(result) is not tuple:
                 result = (result,)
             if len(result) != len(inputs):

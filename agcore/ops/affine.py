@@ -12,7 +12,10 @@ into it and the ReLU clamps it, so a hidden layer makes one buffer, not three.
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import numpy
 
 from agcore import backend
 from agcore.function import Function
@@ -51,19 +54,94 @@ def _affine(x: Any, w: Any, b: Any) -> Any:
     return out
 
 
-def _affine_grads(needs: tuple, g: Any, w: Any, x: Any) -> tuple:
-    """Gradients of ``x @ w.T + b`` for the inputs that need one (x, w, and b when given)."""
-    if not g.flags.c_contiguous:  # a broadcast gradient (zero strides) would make BLAS fall back to a loop
-        g = backend.xp_of(g).ascontiguousarray(g)
-    g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
-    # one 2-D product, not matmul's loop of one small product per leading index
-    gx = (g2.dot(w) if g.ndim == 2 else g2.dot(w).reshape(g.shape[:-1] + (w.shape[1],))) if needs[0] else None
+def _relu_grad(g: Any, keep: Any, out: Any) -> Any:
+    """``g`` where ``keep`` (the units that were on), 0 elsewhere, written into ``out`` (g itself, or None: fresh).
+
+    A product with the bool mask (4x faster than ``where``); an infinite or NaN gradient where a
+    unit was off would give NaN there, where torch gives 0, so that case (seen in one sum) is
+    redone with a masked write. In place, NumPy's casting buffer for the mask is kept small
+    (its default, 32 KB here, would be the largest temporary of the step).
+    """
+    xp = backend.xp_of(g)
+    if out is None and g.size < _SMALL:  # where a fixed cost matters more than the passes
+        return xp.where(keep, g, 0)
+    if xp is numpy:
+        bufsize = numpy.setbufsize(1024) if out is not None else 0
+        try:
+            with numpy.errstate(invalid="ignore"):  # inf * 0: redone below
+                gm = numpy.multiply(g, keep, out=out)
+        finally:
+            if bufsize:
+                numpy.setbufsize(bufsize)
+    else:
+        gm = xp.multiply(g, keep, out=out)
+    if not math.isfinite(float(gm.sum())):
+        xp.putmask(gm, ~keep, 0)
+    return gm
+
+
+#: gradients of fewer elements take the plain paths: there the fixed cost of reusing a buffer
+#: (a dozen NumPy calls) outweighs what it saves
+_SMALL = 4096
+
+
+def _donatable(g: Any, x: Any) -> bool:
+    """Whether ``g`` (..., out)'s buffer may grow into the weight's gradient (out, in): a C-contiguous
+    NumPy array of its own data, of x's dtype, smaller than the weight (fewer rows than in)."""
+    return (
+        type(g) is numpy.ndarray
+        and g.ndim >= 1
+        and g.dtype == x.dtype
+        and g.size < g.shape[-1] * x.shape[-1]
+        and g.flags.c_contiguous
+        and g.flags.owndata
+        and g.flags.writeable
+    )
+
+
+def _affine_grads(needs: tuple, g: Any, w: Any, x: Any, keep: Any = None, rows: int | None = None) -> tuple:
+    """Gradients of ``x @ w.T + b`` (of its ReLU when ``keep`` is given) for the inputs that need one.
+
+    ``rows``: ``g`` was grown in place (``ndarray.resize``) to the weight's shape, its first
+    ``rows * out`` elements holding the gradient as rows. The weight's gradient is then written
+    into that buffer: no buffer the size of the gradient stays alive beside the weight's.
+    """
+    xp = backend.xp_of(g)
+    n_out = g.shape[-1] if rows is None else g.shape[0]
+    if rows is not None:
+        g2 = g.reshape(-1)[: rows * n_out].reshape(rows, n_out)
+    else:
+        if not g.flags.c_contiguous:  # a broadcast gradient (zero strides) would make BLAS fall back to a loop
+            g = xp.ascontiguousarray(g)
+        g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
+    if keep is not None:
+        g2 = _relu_grad(g2, keep.reshape(-1, n_out), g2 if rows is not None else None)
+    gb = g2.sum(axis=0) if len(needs) == 3 and needs[2] else None
+    gx = None
+    if needs[0]:  # one 2-D product, not matmul's loop of one small product per leading index
+        gx = g2.dot(w)
+        if rows is not None:  # (never a reshape to the same shape: that makes a view, and a
+            if x.ndim != 2:  # gradient that owns its data may be reused by the op it goes to)
+                gx = gx.reshape(x.shape)
+        elif g.ndim != 2:
+            gx = gx.reshape(g.shape[:-1] + (w.shape[1],))
     gw = None
     if needs[1]:
-        gw = g2.T.dot(x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
+        x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        if rows is None:
+            gw = g2.T.dot(x2)
+        else:
+            # row j of gw is sum_b g[b, j] x[b]: rows from `first` on lie past the gradient's
+            # elements, so they are computed in place from it; the rows before, from a copy of
+            # the few columns they need
+            gw = g
+            first = -(-rows * n_out // x2.shape[1])
+            head = g2[:, :first].copy()
+            xp.matmul(g2[:, first:].T, x2, out=gw[first:])  # (matmul: dot would copy the strided operand)
+            xp.matmul(head.T, x2, out=gw[:first])
     if len(needs) == 2:
         return gx, gw
-    return gx, gw, g2.sum(axis=0) if needs[2] else None
+    return gx, gw, gb
 
 
 class Linear(Function):
@@ -83,7 +161,17 @@ class Linear(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         w, x = ctx.saved_tensors
-        return _affine_grads(ctx.needs_input_grad, g, w, x)
+        if ctx.released_at is not None:  # this backward releases the graph: let go as soon as used
+            ctx.saved = None
+        rows = None
+        if g.size >= _SMALL and ctx.needs_input_grad[1] and _donatable(g, x):
+            n = g.size // g.shape[-1]
+            try:  # numpy refuses (ValueError) when anything but this frame refers to g
+                g.resize((g.shape[-1], x.shape[-1]))
+                rows = n
+            except ValueError:
+                pass
+        return _affine_grads(ctx.needs_input_grad, g, w, x, None, rows)
 
 
 class LinearReLU(Function):
@@ -102,8 +190,19 @@ class LinearReLU(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         w, x, out = ctx.saved_tensors
-        # where, not g * mask: an inf upstream gradient stays 0 where the unit was off (as torch)
-        return _affine_grads(ctx.needs_input_grad, backend.xp_of(g).where(out > 0, g, 0), w, x)
+        if ctx.released_at is not None:  # this backward releases the graph: let go as soon as used
+            ctx.saved = None
+        keep = out > 0
+        del out
+        rows = None
+        if g.size >= _SMALL and ctx.needs_input_grad[1] and _donatable(g, x):
+            n = g.size // g.shape[-1]
+            try:  # numpy refuses (ValueError) when anything but this frame refers to g
+                g.resize((g.shape[-1], x.shape[-1]))
+                rows = n
+            except ValueError:
+                pass
+        return _affine_grads(ctx.needs_input_grad, g, w, x, keep, rows)
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

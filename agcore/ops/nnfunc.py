@@ -305,9 +305,10 @@ def _gelu_tanh_grad(x: Any) -> Any:
 def _gelu_erf(x: Any, with_grad: bool) -> tuple[Any, Any]:
     """``(gelu(x), d gelu / dx or None)`` with the exact erf (float64, CuPy); float32 NumPy by :func:`_gelu32`."""
     if type(x) is numpy.ndarray and x.dtype.itemsize <= 4:
-        if x.dtype == numpy.float32:
-            return _gelu32(x, with_grad)
-        out, d = _gelu32(x.astype(numpy.float32), with_grad)  # float16: computed in float32
+        with numpy.errstate(over="ignore", invalid="ignore"):  # |x| > 1e19, inf: as torch, silently
+            if x.dtype == numpy.float32:
+                return _gelu32(x, with_grad)
+            out, d = _gelu32(x.astype(numpy.float32), with_grad)  # float16: computed in float32
         return out.astype(x.dtype), None if d is None else d.astype(x.dtype)
     xp = backend.xp_of(x)
     cdf = _erf(x * _INV_SQRT2)

@@ -361,3 +361,80 @@ def test_deep_chain_freed_without_backward() -> None:
     ref = weakref.ref(y.grad_fn)
     del y
     assert ref() is None
+
+
+# -- (f) the fused affine backward reuses what it owns ------------------------------------------
+def test_affine_backward_peak_holds_no_copy_of_the_incoming_gradient() -> None:
+    """The first layer's backward grows the incoming gradient's buffer (nothing else refers to it)
+    into the weight's gradient and drops the saved ReLU output as soon as it made the mask: at the
+    peak, what lives beside the gradients is at most a mask (1 byte an element), never a second
+    (batch, hidden) float array nor the saved output."""
+    sizes, batch = (400, 256, 10), 32  # at this size the graph's Python objects weigh little
+    model, x, t = _train_setup(sizes, batch)
+    loss = ag.cross_entropy(model(x), t)
+    grads_bytes = sum(p.nbytes for p in model.parameters())
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        loss.backward()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    hidden_grad = batch * sizes[1] * 4  # one (batch, hidden) float32 array
+    assert peak - grads_bytes < hidden_grad, (peak, grads_bytes, hidden_grad)  # before: 3 of them
+
+
+def test_a_gradient_two_nodes_share_is_never_reused_in_place() -> None:
+    """``a + b`` hands one array to both branches: the first branch's backward must not grow or mask it."""
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((5, 40)) for _ in range(2)]
+    ws = [rng.standard_normal((8, 40)) for _ in range(2)]
+    bs = [rng.standard_normal(8) for _ in range(2)]
+
+    def build(lin_relu):  # noqa: ANN001, ANN202
+        return lambda w1, b1, w2, b2: (lin_relu(xs[0], w1, b1) + lin_relu(xs[1], w2, b2)) * 1.0
+
+    ours = [ag.tensor(a, requires_grad=True) for a in (ws[0], bs[0], ws[1], bs[1])]
+    out = build(lambda x, w, b: ag.linear_relu(ag.tensor(x), w, b))(*ours)
+    out.backward(np.ones(out.shape))
+    expected = []
+    for x, w, b in zip(xs, ws, bs):
+        keep = (x @ w.T + b) > 0
+        expected += [keep.T.astype(float) @ x, keep.sum(axis=0).astype(float)]
+    for mine, want in zip(ours, [expected[0], expected[1], expected[2], expected[3]]):
+        np.testing.assert_allclose(mine.grad, want, rtol=1e-12)
+
+
+def test_a_gradient_a_hook_kept_is_never_reused_in_place() -> None:
+    model, x, t = _train_setup((30, 12, 4), 6)
+    kept = []
+    h = model.layers[0](x)
+    h.register_hook(lambda g: kept.append(g) and None)
+    out = model.layers[1](h)
+    ag.cross_entropy(out, t).backward()
+    w1 = model.layers[1].weight
+    before = kept[0].numpy().copy()
+    assert kept[0].shape == (6, 12)
+    np.testing.assert_array_equal(kept[0].numpy(), before)
+    assert model.layers[0].weight.grad.shape == model.layers[0].weight.shape and w1.grad.shape == w1.shape
+
+
+def test_linear_relu_infinite_upstream_gradient_stays_zero_where_the_unit_was_off() -> None:
+    x = ag.tensor(np.array([[1.0, -2.0], [0.5, 3.0]]))
+    w = ag.tensor(np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), requires_grad=True)
+    y = ag.linear_relu(x, w)  # units: [[1, 0, 0], [0.5, 3, 0]]
+    y.backward(np.array([[np.inf, np.inf, 1.0], [2.0, 1.0, np.inf]]))
+    assert np.isfinite(w.grad[2]).all() and (w.grad[2] == 0).all()  # the third unit was never on
+    assert np.isinf(w.grad[0, 0]) and w.grad[1, 1] == 3.0
+
+
+def test_inplace_error_in_backward_leaves_the_graph_unreleased() -> None:
+    """Backward marks a node released only once it ran: the same error comes again, not a released-graph one."""
+    x = ag.tensor(np.ones((3, 4)), requires_grad=True)
+    h = x * 2.0
+    y = h * h
+    with ag.no_grad():
+        h.mul_(3.0)
+    for _ in range(2):
+        with pytest.raises(ag.errors.InplaceModifiedError):
+            y.backward(np.ones((3, 4)))
