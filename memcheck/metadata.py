@@ -7,6 +7,7 @@ already in use.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -28,7 +29,7 @@ def collect_metadata(command: str | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "versions": _versions(),
-        "platform": platform.platform(),
+        "platform": _platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "memory_total_bytes": _memory_total(),
@@ -39,9 +40,16 @@ def collect_metadata(command: str | None = None) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str | None]:
-    versions = {name: _version(name) for name in _PACKAGES}
-    versions["cupy"] = _cupy_version()
+    versions = dict(_package_versions())
+    loaded = sys.modules.get("cupy")  # imported since the first run: its version is at hand
+    versions["cupy"] = str(getattr(loaded, "__version__", "unknown")) if loaded is not None else _cupy_version()
     return versions
+
+
+@functools.cache
+def _package_versions() -> tuple[tuple[str, str | None], ...]:
+    """Read once per process: package metadata costs milliseconds, and a test suite opens a session per test."""
+    return tuple((name, _version(name)) for name in _PACKAGES)
 
 
 def _version(module: str) -> str | None:
@@ -62,11 +70,9 @@ def _version(module: str) -> str | None:
     return str(getattr(imported, "__version__", "unknown"))
 
 
+@functools.cache
 def _cupy_version() -> str | None:
-    """CuPy's version without importing it (its import is slow and may touch CUDA)."""
-    loaded = sys.modules.get("cupy")
-    if loaded is not None:
-        return str(getattr(loaded, "__version__", "unknown"))
+    """CuPy's installed version without importing it (its import is slow and may touch CUDA)."""
     try:
         if importlib.util.find_spec("cupy") is None:
             return None
@@ -78,6 +84,11 @@ def _cupy_version() -> str | None:
         except importlib.metadata.PackageNotFoundError:
             continue
     return "unknown"
+
+
+@functools.cache
+def _platform() -> str:
+    return platform.platform()
 
 
 def _gpu() -> str | None:

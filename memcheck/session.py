@@ -12,6 +12,7 @@ A session sees the thread that entered it (see docs/events.md).
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 import threading
@@ -122,6 +123,7 @@ class Session:
         self._active = False
         self._run: Run | None = None
         self._metadata: dict[str, Any] = {}
+        self._estimated: tuple[tuple[int, int, bool], dict[str, Any]] | None = None
 
     # -- lifetime ----------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -155,7 +157,10 @@ class Session:
                 self.unowned = self._reconcile()
                 self.recorder.close_trace_window()
             try:
-                self._check(deep=True, containers=False, full_gc=False)
+                # a container scan still waiting for its follow-up compares now: what grew since names the holder
+                scan_at = self._scan_at
+                pending_scan = scan_at is not None and not self._followed and self.recorder.iteration > scan_at
+                self._check(deep=True, containers=pending_scan, full_gc=False)
             except Exception as err:
                 if exc is None:
                     raise
@@ -342,15 +347,24 @@ class Session:
         # the heap, Python's blocks and RSS are the whole process's: another thread's session makes them
         # someone else's too, and then only this session's own ledger speaks for it
         alone = sum(1 for stack in _ACTIVE.values() if stack) <= 1
+        samples = tuple(rec.samples.to_list())
         obs = take_snapshot(
-            self.recorder, retention=retention, containers=grown, growth=self.outcome.growth, process_signals=alone
-        )
+            self.recorder, retention=retention, containers=grown, samples=samples,
+            growth=self.outcome.growth or self._estimate(samples, alone), process_signals=alone,
+        )  # fmt: skip
         del retention, grown
         new = judge(obs)
         self._seen = merge(self._seen, new)
         if not any(f.kind == "growth" for f in new) and obs.retention is None:
             # growth is re-judged on everything the loop showed since: a ramp that levelled off is no leak
             self._seen = {k: f for k, f in self._seen.items() if f.kind != "growth"}
+
+    def _estimate(self, samples: tuple[Sample, ...], process_signals: bool) -> dict[str, Any]:
+        """The growth estimate of these samples, made once per new sample (exit judges, then builds its run)."""
+        key = (self.recorder.samples.total, len(samples), process_signals)
+        if self._estimated is None or self._estimated[0] != key:
+            self._estimated = (key, estimate_growth(samples, process_signals=process_signals))
+        return copy.deepcopy(self._estimated[1])
 
     def report(self, finding: Finding) -> None:
         """Add a finding from outside the detectors (a foreign engine's adapter, say)."""
@@ -433,7 +447,7 @@ class Session:
         for row in rec.trace_growth[:30]:
             sites.append(SiteRow(site=row.site, role="numpy" if row.numpy else "python", bytes=row.bytes,
                                  count=row.count, source="tracemalloc").to_dict())  # fmt: skip
-        growth = self.outcome.growth or estimate_growth(samples)
+        growth = self.outcome.growth or self._estimate(tuple(samples), True)
         o = self.outcome
         return Run(
             name=self.name,

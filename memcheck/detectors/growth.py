@@ -124,9 +124,10 @@ def _role_rates(post: list[Sample], roles: tuple[str, ...]) -> dict[str, float]:
 
 
 def detect(obs: Observations) -> list[Finding]:
+    # a soak's online verdict, or the estimate the session already made of these very samples
     judged = (
         obs.growth
-        if obs.growth and obs.growth.get("source") == "soak"
+        if obs.growth and obs.growth.get("source") in ("soak", "estimate")
         else estimate_growth(obs.samples, process_signals=obs.process_signals)
     )
     if not judged.get("certain"):
