@@ -351,13 +351,20 @@ class Tensor:
         return _matmul(other, self)
 
     def __floordiv__(self, other: Any) -> Tensor:
-        return _const(self.data // _val(other))
+        a, b = _operands(self, other)
+        return _const(a // b)
 
     def __rfloordiv__(self, other: Any) -> Tensor:
-        return _const(_val(other) // self.data)
+        a, b = _operands(other, self)
+        return _const(a // b)
 
     def __mod__(self, other: Any) -> Tensor:
-        return _const(self.data % _val(other))
+        a, b = _operands(self, other)
+        return _const(a % b)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        a, b = _operands(other, self)
+        return _const(a % b)
 
     # comparisons and logic: no gradient, bool tensors (as torch)
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
@@ -1129,6 +1136,7 @@ def _view(cls: Any, a: Tensor, arg: Any) -> Tensor:
 
 from agcore import engine as _engine  # noqa: E402  (engine and ops need Tensor defined first)
 from agcore import ops as _ops  # noqa: E402
+from agcore.ops.arith import operands as _operands  # noqa: E402
 
 # bound once: an op call from a Tensor method is then one global lookup, not three attribute lookups
 _add = _ops.Add.apply

@@ -8,14 +8,118 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from agcore import backend
 from agcore.function import Function
 from agcore.ops._util import unbroadcast
 from agcore.tensor import Tensor
 
+_ndarray = numpy.ndarray
+_DEFAULT_FLOAT = numpy.dtype(numpy.float32)  # torch's default dtype: what a Python float becomes
+_DEFAULT_COMPLEX = numpy.dtype(numpy.complex64)
+_COMPLEX_OF = {2: numpy.dtype(numpy.complex64), 4: numpy.dtype(numpy.complex64), 8: numpy.dtype(numpy.complex128)}
+
 
 def _shape(x: Any) -> tuple[int, ...]:
     return getattr(x, "shape", ())
+
+
+def operands(a: Any, b: Any) -> tuple[Any, Any]:
+    """The arrays (or numbers) of a binary op's operands, in the dtype torch would compute in.
+
+    NumPy and torch agree when both are arrays of one dtype, and (NumPy 2's weak scalars) for
+    a float array with a Python number; that is checked first and costs two type checks.
+    Otherwise :func:`_torch_result_type` decides and the arrays are cast to it where NumPy's
+    result would differ (an integer tensor with a float tensor or a Python float, a 0-d tensor
+    or a NumPy scalar of a wider type, ...).
+    """
+    ad = a.data if isinstance(a, Tensor) else a
+    bd = b.data if isinstance(b, Tensor) else b
+    ta, tb = type(ad), type(bd)
+    if ta is _ndarray:
+        if tb is _ndarray:
+            if ad.dtype is bd.dtype:
+                return ad, bd
+        elif (tb is float and ad.dtype.kind == "f") or (tb is int and ad.dtype.kind in "fiu"):
+            return ad, bd
+    elif tb is _ndarray:
+        if (ta is float and bd.dtype.kind == "f") or (ta is int and bd.dtype.kind in "fiu"):
+            return ad, bd
+    else:
+        return ad, bd  # no NumPy array (CuPy, numbers): left to the array library
+    return _promoted(ad, bd)
+
+
+def _kept(t: Any, value: Any) -> Any:
+    """What an op saves of operand ``t``: the tensor (version-checked), or its private cast copy."""
+    return t if not isinstance(t, Tensor) or t.data is value else value
+
+
+def _torch_result_type(values: tuple) -> Any:
+    """torch's result dtype for arrays and numbers: tensors with dimensions first, then 0-d
+    tensors, then numbers (a Python or NumPy float counts as the default float32), each
+    lower tier counting only when its category (bool < integer < float < complex) is higher."""
+    dim = zero = wrapped = None
+    for v in values:
+        if type(v) is _ndarray:
+            if v.ndim:
+                dim = _promote(dim, v.dtype)
+            else:
+                zero = _promote(zero, v.dtype)
+        else:
+            dt = numpy.asarray(v).dtype
+            if dt.kind == "f":
+                dt = _DEFAULT_FLOAT
+            elif dt.kind == "c":
+                dt = _DEFAULT_COMPLEX
+            elif dt.kind in "iu":
+                dt = numpy.dtype(numpy.int64)
+            wrapped = _promote(wrapped, dt)
+    return _combine(dim, _combine(zero, wrapped))
+
+
+def _promote(a: Any, b: Any) -> Any:
+    """torch's promotion of two dtypes: an integer or bool with a float (complex) gives that float (complex)."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    if a.kind in "biu" and b.kind in "fc":
+        return b
+    if b.kind in "biu" and a.kind in "fc":
+        return a
+    return numpy.promote_types(a, b)
+
+
+def _combine(higher: Any, lower: Any) -> Any:
+    """c10's ``combine_categories``: a lower tier changes the type only by a higher category."""
+    if higher is None:
+        return lower
+    if lower is None or higher.kind == "c":
+        return higher
+    if lower.kind == "c":
+        return _COMPLEX_OF.get(higher.itemsize, lower) if higher.kind == "f" else lower
+    if higher.kind == "f":
+        return higher
+    if higher.kind == "b" or lower.kind == "f":
+        return _promote(higher, lower)
+    return higher
+
+
+def _promoted(ad: Any, bd: Any) -> tuple[Any, Any]:
+    want = _torch_result_type((ad, bd))
+    if want is None:
+        return ad, bd
+    if numpy.result_type(ad, bd) == want:
+        return ad, bd
+    return _as_type(ad, want), _as_type(bd, want)
+
+
+def _as_type(v: Any, dtype: Any) -> Any:
+    if type(v) is _ndarray:
+        return v if v.dtype == dtype else v.astype(dtype)
+    return numpy.asarray(v, dtype=dtype)
 
 
 def _integral(x: Any) -> bool:
@@ -29,8 +133,7 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ad = a.data if isinstance(a, Tensor) else a
-        bd = b.data if isinstance(b, Tensor) else b
+        ad, bd = operands(a, b)
         ctx.shapes = (_shape(ad), _shape(bd))
         return ad + bd
 
@@ -46,8 +149,7 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ad = a.data if isinstance(a, Tensor) else a
-        bd = b.data if isinstance(b, Tensor) else b
+        ad, bd = operands(a, b)
         ctx.shapes = (_shape(ad), _shape(bd))
         return ad - bd
 
@@ -64,10 +166,9 @@ class Mul(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
         na, nb = ctx.needs_input_grad
-        ad = a.data if isinstance(a, Tensor) else a
-        bd = b.data if isinstance(b, Tensor) else b
+        ad, bd = operands(a, b)
         ctx.shapes = (_shape(ad), _shape(bd))
-        ctx.save_for_backward(b if na else None, a if nb else None)
+        ctx.save_for_backward(_kept(b, bd) if na else None, _kept(a, ad) if nb else None)
         return ad * bd
 
     @staticmethod
@@ -88,8 +189,7 @@ class Div(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
         na, nb = ctx.needs_input_grad
-        ad = a.data if isinstance(a, Tensor) else a
-        bd = b.data if isinstance(b, Tensor) else b
+        ad, bd = operands(a, b)
         ctx.shapes = (_shape(ad), _shape(bd))
         if nb and not isinstance(a, Tensor) and not backend.is_array(ad):
             recip = 1.0 / bd  # c / x: d/dx = -c * recip**2
@@ -97,7 +197,7 @@ class Div(Function):
             ctx.save_for_backward(None, None, recip)
             return recip * ad
         ctx.args = None
-        ctx.save_for_backward(a if nb else None, b if (na or nb) else None, None)
+        ctx.save_for_backward(_kept(a, ad) if nb else None, _kept(b, bd) if (na or nb) else None, None)
         out = ad / bd
         if out.dtype.kind == "f" and _integral(ad) and _integral(bd):
             out = out.astype("float32")  # torch: integer / integer is the default float dtype
@@ -140,13 +240,12 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ad = a.data if isinstance(a, Tensor) else a
-        bd = b.data if isinstance(b, Tensor) else b
+        ad, bd = operands(a, b)
         ctx.shapes = (_shape(ad), _shape(bd))
         out = _small_power(ad, bd) if isinstance(a, Tensor) else None
         if out is None:
             out = ad**bd
-        ctx.save_for_backward(a, b, out if ctx.needs_input_grad[1] else None)
+        ctx.save_for_backward(_kept(a, ad), _kept(b, bd), out if ctx.needs_input_grad[1] else None)
         return out
 
     @staticmethod

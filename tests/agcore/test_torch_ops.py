@@ -295,3 +295,75 @@ def test_fused_ops_on_0d_tensors() -> None:
         lambda x: F.gelu(x) + F.gelu(x, approximate="tanh") + F.softmax(x, 0) + F.log_softmax(x, 0),
         np.array(0.7),
     )
+
+
+# -- type promotion: torch's rules, not NumPy's -------------------------------------------------
+_OPERANDS = {
+    "i64[3]": lambda lib: lib.tensor([1, 2, 3]),
+    "i32[3]": lambda lib: lib.tensor([1, 5, 3], dtype=lib.int32),
+    "u8[3]": lambda lib: lib.tensor([1, 2, 3], dtype=lib.uint8),
+    "bool[3]": lambda lib: lib.tensor([True, False, True]),
+    "f32[3]": lambda lib: lib.tensor([0.5, -1.5, 2.0]),
+    "f64[3]": lambda lib: lib.tensor([0.25, 1.5, -2.0], dtype=lib.float64),
+    "f16[3]": lambda lib: lib.tensor([0.5, 1.5, 2.0], dtype=lib.float16),
+    "i64[]": lambda lib: lib.tensor(4),
+    "f32[]": lambda lib: lib.tensor(1.5),
+    "f64[]": lambda lib: lib.tensor(2.5, dtype=lib.float64),
+    "2.5": lambda lib: 2.5,
+    "3": lambda lib: 3,
+    "np.float64": lambda lib: np.float64(1.25),
+}
+_TENSORS = [k for k in _OPERANDS if "[" in k]
+_ARITH = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "**": lambda a, b: a**b,
+    "//": lambda a, b: a // b,
+    "%": lambda a, b: a % b,
+}
+
+
+def _pairs() -> list[tuple[str, str]]:
+    pairs = [(a, b) for a in _TENSORS for b in _OPERANDS]
+    return pairs + [(b, a) for a in _TENSORS for b in _OPERANDS if b not in _TENSORS]
+
+
+@pytest.mark.parametrize("op", list(_ARITH))
+def test_arithmetic_result_dtypes_follow_torch(op: str) -> None:
+    """An int tensor with a float tensor or a Python float is float32 (NumPy: float64); a 0-d
+    tensor or a number of a wider type does not widen a tensor with dimensions; ..."""
+    checked = 0
+    for left, right in _pairs():
+        try:
+            want = _ARITH[op](_OPERANDS[left](torch), _OPERANDS[right](torch))
+        except RuntimeError:  # torch refuses (bool - bool, ...): nothing to compare
+            continue
+        if not isinstance(want, torch.Tensor):
+            continue
+        with np.errstate(all="ignore"):  # x / 0, 0 ** -1: torch does not warn
+            got = _ARITH[op](_OPERANDS[left](ag), _OPERANDS[right](ag))
+        assert str(got.dtype) == str(want.dtype).replace("torch.", ""), f"{left} {op} {right}"
+        np.testing.assert_allclose(
+            got.numpy().astype(np.float64), want.numpy().astype(np.float64), rtol=2e-3, err_msg=f"{left} {op} {right}"
+        )
+        checked += 1
+    assert checked > 100
+
+
+def test_promoted_operands_keep_gradients_in_their_own_dtype() -> None:
+    x = ag.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    s = ag.tensor(1.5, dtype=ag.float64, requires_grad=True)
+    idx = ag.tensor([1, 2, 3])
+    y = (x * idx + s) * s / idx
+    tx = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    ts = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    tidx = torch.tensor([1, 2, 3])
+    ty = (tx * tidx + ts) * ts / tidx
+    assert y.dtype == np.float32 and ty.dtype == torch.float32
+    y.sum().backward()
+    ty.sum().backward()
+    assert x.grad.dtype == np.float32 and s.grad.dtype == np.float64
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(s.grad, ts.grad.numpy(), rtol=1e-6)
