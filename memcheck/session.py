@@ -27,6 +27,7 @@ import numpy as np
 from agcore import observe
 from agcore.errors import AgcoreError
 from agcore.sites import register_internal
+from memcheck import probes
 from memcheck.adapters.agcore import AgcoreAdapter
 from memcheck.deepcheck import Inspector
 from memcheck.detectors.engine_errors import caught_error
@@ -256,8 +257,10 @@ class Session:
             self._deep_requested = False
             while self._next_deep <= it:
                 self._next_deep *= 2
-            # the heap's containers are walked only while memory rises: a clean loop never pays for it
-            self._timed_check(containers=self._rising())
+            # the heap's containers are walked once early (a list that grows by a pointer an iteration moves
+            # no memory signal), then only while memory rises
+            baseline = self._scan_at is None and it >= _ALWAYS_DEEP
+            self._timed_check(containers=baseline or self._rising())
         elif it % 10 == 0 and not self._retained_seen and rec.retained_node_count(it - 1) > 0:
             self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
             self._timed_check(containers=False)
@@ -291,9 +294,11 @@ class Session:
         """Whether an exact memory signal rose over the recent samples (cheap: a few array reads)."""
         store = self.recorder.samples
         # floors above what memcheck's own store adds when it doubles (tens of KiB, a few times per run)
+        # the sample taken on entering is before the first step: what the first step adopts and caches is no rise
+        in_loop = store.column("iteration")[-32:] > 0
         for column, floor in (("heap_bytes", 65536.0), ("ledger_total_bytes", 8192.0), ("py_blocks", 256.0)):
             ys = store.column(column)[-32:]
-            ys = ys[~np.isnan(ys)]
+            ys = ys[in_loop & ~np.isnan(ys)]
             if len(ys) >= 4 and ys[-1] - ys[0] > floor and float(np.mean(np.diff(ys) >= 0)) >= 0.6:
                 return True
         return bool(self.inspector.last_containers)  # keep following what an earlier scan found
@@ -302,12 +307,18 @@ class Session:
         if containers and self._scan_at is None:
             self._scan_at = self.recorder.iteration  # the first container scan: a baseline to compare with
         start = time.perf_counter()
+        blocks, heap = probes.py_blocks(), probes.heap_bytes()
         try:
             self._check(deep=True, containers=containers)
         except Exception as err:  # memcheck's own failure must never break the program it watches
             self._next_deep = 1 << 62  # no more scheduled checks; the final check still runs
             warnings.warn(f"memcheck: a check during the run failed ({type(err).__name__}: {err}); "
                           "later checks are skipped", RuntimeWarning, stacklevel=2)  # fmt: skip
+        rec = self.recorder
+        rec.own_blocks += probes.py_blocks() - blocks  # the check's own leftovers are not the program's
+        heap_after = probes.heap_bytes()
+        if heap is not None and heap_after is not None:
+            rec.own_heap += heap_after - heap
         self._last_deep_end = time.perf_counter()
         # the dearest recent check sets the pace (a cheap one must not let an expensive one follow at once)
         self._deep_cost = max(self._last_deep_end - start, 0.5 * self._deep_cost)

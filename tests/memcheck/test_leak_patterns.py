@@ -661,12 +661,6 @@ def test_detached_hidden_state_is_clean(tmp_path: Path) -> None:
     assert_clean(r)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="growth: a script with two phases (a training loop, then a loop over other layers) sees the C heap "
-    "rise ~700 B/iter through the second phase with no holder in the program's reach; memcheck reports it as a "
-    "warning (heap probe, owner 'heap memory') where this test wants no finding at all",
-)
 def test_a_second_phase_after_the_training_loop_is_clean(tmp_path: Path) -> None:
     r = run_script(
         tmp_path,
