@@ -269,8 +269,35 @@ class Module(StateMixin):
         return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> _Members:
-        """Every parameter once; iterable as PyTorch's generator (``next()`` works) and reusable as a list."""
-        return _Members(p for _, p in self.named_parameters(recurse=recurse))
+        """Every parameter once; iterable as PyTorch's generator (``next()`` works) and reusable as a list.
+
+        The order of ``named_parameters()``, without building the names: a training loop calls
+        this every step (``clip_grad_norm_(model.parameters(), ...)``).
+        """
+        out = _Members()
+        seen: set[int] = set()
+        for mod in self._module_list() if recurse else (self,):
+            for value in mod.__dict__.get("_parameters", {}).values():
+                if value is not None and id(value) not in seen:
+                    seen.add(id(value))
+                    out.append(value)
+        return out
+
+    def _module_list(self) -> list[Module]:
+        """This module and every sub-module once, in ``named_modules()``'s depth-first order."""
+        found: list[Module] = []
+        seen: set[int] = set()
+        stack: list[Module] = [self]
+        while stack:
+            mod = stack.pop()
+            if id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            found.append(mod)
+            children = mod.__dict__.get("_modules")
+            if children:
+                stack.extend([m for m in reversed(children.values()) if m is not None])
+        return found
 
     def named_buffers(
         self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
