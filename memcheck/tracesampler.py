@@ -25,7 +25,7 @@ from memcheck.tracewindow import SiteGrowth, TraceWindow
 FIRST = 8
 WINDOW = 4
 #: tracing may add at most this share of the untraced run time
-BUDGET = 0.25
+BUDGET = 0.2
 #: frames kept per allocation: a user's own allocation is one frame deep, an op's a few more
 NFRAMES = 2
 

@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trace-sites",
         action="store_true",
-        help="name allocation lines with tracemalloc in sampled windows (costs at most ~25%% more)",
+        help="name allocation lines with tracemalloc in sampled windows (costs at most ~20%% more)",
     )
     p.add_argument(
         "--deep", action="store_true", help="keep tracemalloc on for the whole run (slowest, every site from the start)"
