@@ -96,14 +96,14 @@ def heap_bytes() -> int | None:
 
 
 class HeapProbe:
-    """:func:`heap_bytes`, read at most ~2% of the time.
+    """:func:`heap_bytes`, read at most ~1% of the time.
 
     ``mallinfo2`` walks every free chunk of every arena: about a microsecond on a tidy heap,
-    but tens of microseconds to milliseconds on a fragmented one. So each reading waits until
-    the run has gone on for fifty times what the last one cost; in between it reads None.
+    but tens of milliseconds on a large fragmented one. So each reading waits until the run
+    has gone on for a hundred times what the last one cost; in between it reads None.
     """
 
-    def __init__(self, duty: float = 50.0) -> None:
+    def __init__(self, duty: float = 100.0) -> None:
         self.duty = duty
         self._next = 0.0
         self.available = _MALLINFO2 is not None
@@ -117,7 +117,7 @@ class HeapProbe:
         value = heap_bytes()
         done = time.perf_counter()
         cost = done - now
-        self._next = done + self.duty * cost  # a microsecond read: every sample; a fragmented heap's: fewer
+        self._next = done + (self.duty * cost if cost > 1e-3 else 0.0)  # under a millisecond: every sample
         return value
 
 
