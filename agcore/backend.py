@@ -108,6 +108,12 @@ def data_pointer(array: Any) -> int:
 
 def base_array(array: Any) -> Any:
     """The array that owns the memory ``array`` looks at."""
+    if type(array) is numpy.ndarray:  # the hot case: one attribute read per step of the chain
+        base = array.base
+        while base is not None and isinstance(base, numpy.ndarray):
+            array = base
+            base = array.base
+        return array
     while getattr(array, "base", None) is not None and is_array(array.base):
         array = array.base
     return array

@@ -95,6 +95,9 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
     leaf_grads: dict[Tensor, list] = {}
     ready = [root]
     pop_ready, push_ready, pop_grad = ready.pop, ready.append, grads.pop
+    # ids of the sums this pass made for a node's gradient: held by `grads` alone, so a third
+    # term and later ones are added into them in place
+    summed: set[int] = set()
     ig = None
     while ready:
         node = pop_ready()
@@ -103,6 +106,8 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
         fn = node.fn
         inputs = node.inputs
         g = grads.get(node)
+        if summed:
+            summed.discard(id(g))
         if g is not None and node.hooks is not None:
             g = grads[node] = run_hooks(node.hooks, g)
             foreign.add(id(g))
@@ -148,7 +153,15 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
             if type(edge) is Node:
                 if ig is not None:
                     prev = grads.get(edge)
-                    grads[edge] = ig if prev is None else prev + ig
+                    if prev is None:
+                        grads[edge] = ig
+                    elif id(prev) in summed and prev.shape == ig.shape:
+                        prev += ig
+                    else:
+                        prev = grads[edge] = prev + ig
+                        if type(prev) is _ndarray:  # (0-d sums are NumPy scalars: immutable)
+                            summed.add(id(prev))
+                    prev = None
                 left = deps[edge] - 1
                 deps[edge] = left
                 if left == 0:

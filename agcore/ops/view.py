@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from agcore import backend
+from agcore import backend, scope
 from agcore.function import Function
 from agcore.node import Node
 from agcore.observe import announce, observers
@@ -138,22 +138,24 @@ def view_apply(cls: Any, a: Tensor, arg: Any) -> Tensor:
     """Run view step ``cls`` with ``arg`` on ``a``; when the result shares ``a``'s storage, track it as a view."""
     kw = _KW[cls]
     out = cls.apply(a, **{kw: arg})
-    if backend.base_array(out.data) is not backend.base_array(a.data):
-        return out  # NumPy had to copy (reshape of a non-contiguous array): an independent tensor
-    parent = a._view if isinstance(a, _View) else None
+    counter = out._version
+    if counter is None or counter is not a._version:
+        # apply gave the output a's version counter only if it looks at a's storage; else NumPy
+        # had to copy (reshape of a non-contiguous array): an independent tensor
+        return out
+    parent = a._view if type(a) is _View else None
     step = (cls, arg, a.data.shape)
     if parent is not None:
         base, chain = parent.base, parent.chain + (step,)
     else:
         base, chain = a, (step,)
-    from agcore import scope
-
-    tracked = scope.DEFAULT.grad_enabled or not base.requires_grad
-    as_view(out, ViewInfo(base, chain, out._counter().value, base.grad_fn, base.requires_grad, tracked))
+    tracked = _STATE.grad_enabled or not base.requires_grad
+    as_view(out, ViewInfo(base, chain, counter.value, base.grad_fn, base.requires_grad, tracked))
     return out
 
 
 _KW = {Reshape: "shape", Transpose: "axes", Expand: "shape", Slice: "index"}
+_STATE = scope.DEFAULT
 
 
 def replay(array: Any, chain: tuple) -> Any:
