@@ -143,6 +143,7 @@ def view_apply(cls: Any, a: Tensor, arg: Any) -> Tensor:
         # apply gave the output a's version counter only if it looks at a's storage; else NumPy
         # had to copy (reshape of a non-contiguous array): an independent tensor
         return out
+    seen = counter.value
     parent = a._view if type(a) is _View else None
     step = (cls, arg, a.data.shape)
     if parent is not None:
@@ -150,7 +151,7 @@ def view_apply(cls: Any, a: Tensor, arg: Any) -> Tensor:
     else:
         base, chain = a, (step,)
     tracked = _STATE.grad_enabled or not base.requires_grad
-    as_view(out, ViewInfo(base, chain, counter.value, base.grad_fn, base.requires_grad, tracked))
+    as_view(out, ViewInfo(base, chain, seen, base.grad_fn, base.requires_grad, tracked))
     return out
 
 
