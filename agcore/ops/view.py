@@ -143,7 +143,7 @@ def view_apply(cls: Any, a: Tensor, arg: Any) -> Tensor:
         # apply gave the output a's version counter only if it looks at a's storage; else NumPy
         # had to copy (reshape of a non-contiguous array): an independent tensor
         return out
-    seen = counter.value
+    seen = out._counter().value  # (the counter just checked)
     parent = a._view if type(a) is _View else None
     step = (cls, arg, a.data.shape)
     if parent is not None:
