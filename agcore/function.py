@@ -96,6 +96,14 @@ class Function:
                 if isinstance(a, Tensor) and a.requires_grad:
                     edges = (a.grad_fn or a,)
                     needs = _NEEDS1
+            elif len(args) == 3:  # linear(x, w, b), layer_norm(x, w, b), attention(q, k, v)
+                a, b, c = args
+                ea = (a.grad_fn or a) if isinstance(a, Tensor) and a.requires_grad else None
+                eb = (b.grad_fn or b) if isinstance(b, Tensor) and b.requires_grad else None
+                ec = (c.grad_fn or c) if isinstance(c, Tensor) and c.requires_grad else None
+                if ea is not None or eb is not None or ec is not None:
+                    edges = (ea, eb, ec)
+                    needs = (ea is not None, eb is not None, ec is not None)
             else:
                 edges = tuple([(a.grad_fn or a) if isinstance(a, Tensor) and a.requires_grad else None for a in args])
                 needs = tuple([e is not None for e in edges])

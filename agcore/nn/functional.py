@@ -18,6 +18,7 @@ from agcore import backend
 from agcore.function import Function
 from agcore.ops.affine import Linear as _LinearOp
 from agcore.ops.affine import LinearReLU as _LinearReLUOp
+from agcore.ops.shape import row_sums
 from agcore.tensor import Tensor
 
 _linear = _LinearOp.apply
@@ -142,7 +143,6 @@ def scaled_dot_product_attention(
 
 
 # -- embedding -------------------------------------------------------------------------------------
-_ONE_HOT_LIMIT = 1 << 20  # table rows x indices up to which backward uses a one-hot matmul
 
 
 class Embedding(Function):
@@ -169,20 +169,8 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         idx, shape, padding_idx = ctx.args
-        xp = backend.xp_of(g)
         rows = idx.reshape(-1)
-        g2 = g.reshape(-1, shape[-1])
-        n = rows.shape[0]
-        if shape[0] * n <= _ONE_HOT_LIMIT:  # a small table: one matmul with a one-hot matrix (BLAS sums)
-            one_hot = xp.zeros((shape[0], n), dtype=g.dtype)
-            one_hot[rows, xp.arange(n)] = 1
-            grad = one_hot @ g2
-        else:  # sort the rows used, sum each run of equal rows (np.add.at is several times slower)
-            order = xp.argsort(rows, kind="stable")
-            ordered = rows[order]
-            starts = xp.flatnonzero(xp.concatenate([xp.ones(1, dtype=bool), ordered[1:] != ordered[:-1]]))
-            grad = xp.zeros(shape, dtype=g.dtype)
-            grad[ordered[starts]] = xp.add.reduceat(g2[order], starts, axis=0)
+        grad = row_sums(rows, g.reshape(rows.shape[0], shape[-1]), shape[0])
         if padding_idx is not None:
             grad[padding_idx] = 0
         return grad, None

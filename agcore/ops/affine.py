@@ -19,6 +19,7 @@ import numpy
 
 from agcore import backend
 from agcore.function import Function
+from agcore.ops._util import filled
 from agcore.tensor import Tensor
 
 
@@ -116,7 +117,9 @@ def _affine_grads(needs: tuple, g: Any, w: Any, x: Any, keep: Any = None, rows: 
         g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
     if keep is not None:
         g2 = _relu_grad(g2, keep.reshape(-1, n_out), g2 if rows is not None else None)
-    gb = g2.sum(axis=0) if len(needs) == 3 and needs[2] else None
+    gb = None
+    if len(needs) == 3 and needs[2]:  # a column sum: a BLAS product beyond a few rows
+        gb = filled(g2.shape[0], 1.0, g2).dot(g2) if g2.shape[0] > 16 and g2.dtype.kind == "f" else g2.sum(axis=0)
     gx = None
     if needs[0]:  # one 2-D product, not matmul's loop of one small product per leading index
         gx = g2.dot(w)
@@ -161,8 +164,6 @@ class Linear(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         w, x = ctx.saved_tensors
-        if ctx.released_at is not None:  # this backward releases the graph: let go as soon as used
-            ctx.saved = None
         rows = None
         if g.size >= _SMALL and ctx.needs_input_grad[1] and _donatable(g, x):
             n = g.size // g.shape[-1]
@@ -190,6 +191,8 @@ class LinearReLU(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> tuple:
         w, x, out = ctx.saved_tensors
+        if g.size < _SMALL:  # where: the cheapest mask at this size, and memory does not matter
+            return _affine_grads(ctx.needs_input_grad, backend.xp_of(g).where(out > 0, g, 0), w, x)
         if ctx.released_at is not None:  # this backward releases the graph: let go as soon as used
             ctx.saved = None
         keep = out > 0

@@ -133,7 +133,10 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ad, bd = operands(a, b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        if type(ad) is not _ndarray or type(bd) is not _ndarray or ad.dtype is not bd.dtype:
+            ad, bd = operands(ad, bd)  # (the common case, two arrays of one dtype, needs no call)
         ctx.shapes = (_shape(ad), _shape(bd))
         return ad + bd
 
@@ -149,7 +152,10 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ad, bd = operands(a, b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        if type(ad) is not _ndarray or type(bd) is not _ndarray or ad.dtype is not bd.dtype:
+            ad, bd = operands(ad, bd)  # (the common case, two arrays of one dtype, needs no call)
         ctx.shapes = (_shape(ad), _shape(bd))
         return ad - bd
 
@@ -166,7 +172,10 @@ class Mul(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
         na, nb = ctx.needs_input_grad
-        ad, bd = operands(a, b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        if type(ad) is not _ndarray or type(bd) is not _ndarray or ad.dtype is not bd.dtype:
+            ad, bd = operands(ad, bd)  # (the common case, two arrays of one dtype, needs no call)
         ctx.shapes = (_shape(ad), _shape(bd))
         ctx.save_for_backward(_kept(b, bd) if na else None, _kept(a, ad) if nb else None)
         return ad * bd
@@ -189,7 +198,10 @@ class Div(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
         na, nb = ctx.needs_input_grad
-        ad, bd = operands(a, b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        if type(ad) is not _ndarray or type(bd) is not _ndarray or ad.dtype is not bd.dtype:
+            ad, bd = operands(ad, bd)  # (the common case, two arrays of one dtype, needs no call)
         ctx.shapes = (_shape(ad), _shape(bd))
         if nb and not isinstance(a, Tensor) and not backend.is_array(ad):
             recip = 1.0 / bd  # c / x: d/dx = -c * recip**2
@@ -240,7 +252,10 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ad, bd = operands(a, b)
+        ad = a.data if isinstance(a, Tensor) else a
+        bd = b.data if isinstance(b, Tensor) else b
+        if type(ad) is not _ndarray or type(bd) is not _ndarray or ad.dtype is not bd.dtype:
+            ad, bd = operands(ad, bd)  # (the common case, two arrays of one dtype, needs no call)
         ctx.shapes = (_shape(ad), _shape(bd))
         out = _small_power(ad, bd) if isinstance(a, Tensor) else None
         if out is None:
@@ -304,6 +319,8 @@ class MatMul(Function):
             )
         ctx.save_for_backward(b if na else None, a if nb else None)
         ctx.shapes = (ad.shape, bd.shape)
+        if type(ad) is _ndarray and type(bd) is _ndarray and ad.ndim == 2 and bd.ndim == 2:
+            return ad.dot(bd)  # the BLAS call without matmul's ufunc machinery
         return ad @ bd
 
     @staticmethod
@@ -312,6 +329,8 @@ class MatMul(Function):
         b, a = ctx.saved_tensors
         sa, sb = ctx.shapes
         if len(sa) == 2 and len(sb) == 2:  # the common case, no reshaping
+            if type(g) is _ndarray and g.flags.c_contiguous:
+                return (g.dot(b.T) if na else None, a.T.dot(g) if nb else None)
             return (g @ b.T if na else None, a.T @ g if nb else None)
         xp = backend.xp_of(g)
         if len(sb) == 1:

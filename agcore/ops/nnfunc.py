@@ -18,7 +18,7 @@ import numpy
 
 from agcore import backend, scope
 from agcore.function import Function
-from agcore.ops._util import unbroadcast
+from agcore.ops._util import filled, unbroadcast
 from agcore.tensor import Tensor
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -156,7 +156,7 @@ class LayerNorm(Function):
         for d in x.shape[x.ndim - n :]:
             size *= d
         x2 = x.reshape(-1, size)
-        inv = xp.full(size, 1.0 / size if size else 0.0, dtype=x.dtype)
+        inv = filled(size, 1.0 / size if size else 0.0, x)
         mean = x2.dot(inv)
         out = x2 - mean[:, None]
         var = (out * out).dot(inv)
@@ -177,7 +177,6 @@ class LayerNorm(Function):
     def backward(ctx: Any, g: Any) -> tuple:
         x, w, mean, rstd = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        xp = backend.xp_of(g)
         norm_shape = x.shape[x.ndim - ctx.args :]
         size = 1
         for d in norm_shape:
@@ -186,7 +185,7 @@ class LayerNorm(Function):
         xc = x.reshape(-1, size) - mean[:, None]  # x - mean
         gxc = g2 * xc
         gw = rstd.dot(gxc).reshape(norm_shape) if needs[1] else None  # sum over rows of g * xhat
-        gb = xp.ones(g2.shape[0], dtype=g2.dtype).dot(g2).reshape(norm_shape) if needs[2] else None
+        gb = filled(g2.shape[0], 1.0, g2).dot(g2).reshape(norm_shape) if needs[2] else None
         gx = None
         if needs[0]:
             # torch's form: dx = rstd (g w - db / size) - (x - mean) rstd**3 ds / size, with
@@ -195,7 +194,7 @@ class LayerNorm(Function):
                 w2 = w.reshape(-1)
                 gx = g2 * w2
             else:
-                w2 = xp.ones(size, dtype=g2.dtype)
+                w2 = filled(size, 1.0, g2)
                 gx = g2.copy()
             db = g2.dot(w2)
             ds = gxc.dot(w2)
@@ -467,7 +466,7 @@ def _exp_rows(s: Any) -> Any:
         return None
     rows -= top
     xp.exp(rows, out=rows)
-    total = rows.dot(xp.ones(S, dtype=rows.dtype))
+    total = rows.dot(filled(S, 1.0, rows))
     if not float(total.min()) >= _ROW_SUM_FLOOR:
         return None
     return total, top
@@ -540,7 +539,7 @@ class ScaledDotProductAttention(Function):
             gs *= 1.0 / (1.0 - p)
         gs *= att
         S = gs.shape[-1]
-        rowdot = gs.reshape(-1, S).dot(xp.ones(S, dtype=gs.dtype)).reshape(gs.shape[:-1] + (1,))
+        rowdot = gs.reshape(-1, S).dot(filled(S, 1.0, gs)).reshape(gs.shape[:-1] + (1,))
         if att.shape == gs.shape:  # sum(att * d att) per row
             att *= rowdot
             gs -= att  # att * (d att - rowdot), the softmax's backward

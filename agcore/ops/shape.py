@@ -40,9 +40,42 @@ class Index(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         shape, dtype, index = ctx.args
-        grad = backend.xp_of(g).zeros(shape, dtype=g.dtype)
+        xp = backend.xp_of(g)
+        if backend.is_array(index) and index.dtype.kind in "iu" and len(shape) >= 1 and g.dtype.kind in "fc":
+            # rows of the first axis (an embedding lookup, x[idx]): summed as an embedding's are
+            rows = index.reshape(-1)
+            if rows.size and int(rows.min()) < 0:
+                rows = rows % shape[0]
+            cols = g.size // rows.size if rows.size else 0
+            return row_sums(rows, g.reshape(rows.size, cols), shape[0]).reshape(shape)
+        grad = xp.zeros(shape, dtype=g.dtype)
         backend.scatter_add(grad, index, g)
         return grad
+
+
+#: table rows x indices up to which :func:`row_sums` uses a one-hot product
+ONE_HOT_LIMIT = 1 << 20
+
+
+def row_sums(rows: Any, g2: Any, n: int) -> Any:
+    """``grad[rows[i]] += g2[i]`` into an (n, cols) zero table, repeated rows summed.
+
+    A small table: one product with a one-hot matrix (BLAS does the sums). A large one: the
+    rows sorted, each run of equal rows summed with ``add.reduceat``. ``np.add.at`` is several
+    times slower than either.
+    """
+    xp = backend.xp_of(g2)
+    k = rows.shape[0]
+    if n * k <= ONE_HOT_LIMIT:
+        one_hot = xp.zeros((n, k), dtype=g2.dtype)
+        one_hot[rows, xp.arange(k)] = 1
+        return one_hot @ g2
+    order = xp.argsort(rows, kind="stable")
+    ordered = rows[order]
+    starts = xp.flatnonzero(xp.concatenate([xp.ones(1, dtype=bool), ordered[1:] != ordered[:-1]]))
+    grad = xp.zeros((n, g2.shape[1]), dtype=g2.dtype)
+    grad[ordered[starts]] = xp.add.reduceat(g2[order], starts, axis=0)
+    return grad
 
 
 def transpose(a: Tensor, *axes: Any) -> Tensor:

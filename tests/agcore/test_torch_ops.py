@@ -367,3 +367,12 @@ def test_promoted_operands_keep_gradients_in_their_own_dtype() -> None:
     assert x.grad.dtype == np.float32 and s.grad.dtype == np.float64
     np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-6)
     np.testing.assert_allclose(s.grad, ts.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("table", [(7, 3), (5, 2, 3), (120_000, 2)])
+def test_integer_array_indexing_sums_repeated_rows_as_torch(table: tuple) -> None:
+    """``x[idx]`` with one integer array (an embedding lookup): repeated and negative rows; a
+    large table takes the sorted-runs path, a small one the one-hot product."""
+    n = table[0]
+    idx = np.array([[0, 2, -1], [2, 2, n - 1], [1, -n, 0]])
+    _compare(lambda x: x[ag.tensor(idx)], lambda x: x[torch.from_numpy(idx)], r(*table))
