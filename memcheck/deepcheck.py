@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import types
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -94,8 +95,7 @@ class Inspector:
         if not containers:
             found = list(self.last_containers)  # what the last scan found: records, nothing live
         else:
-            exclude = {id(self.rec.ledger.live), id(self.rec.nodes), id(self.rec.leaves), id(self.rec.saved_by),
-                       id(self.scan._lengths), id(self.candidates), id(self.executed)}  # fmt: skip
+            exclude = _own_containers(self.rec, self.rec.ledger, self.scan, self)
             grown = self.scan.scan(self.rec.iteration, exclude)
             grown.sort(key=lambda g: -g[1])
             for container, rate in grown[:_MAX_CONTAINERS]:
@@ -250,3 +250,14 @@ def _internal(holder: Holder) -> bool:
     return root.startswith(("module memcheck", "module agcore", "module sys", "module linecache",
                             "module typing", "module abc", "module importlib", "module rich", "module gc",
                             "module tracemalloc")) or holder.kind == "unknown"  # fmt: skip
+
+
+def _own_containers(*owners: Any) -> set[int]:
+    """ids of the containers memcheck's own objects keep (tables that grow with what they watch, such as
+    the live nodes per birth iteration while graphs are kept): never a user's growth, never walked for."""
+    out: set[int] = set()
+    for owner in owners:
+        for value in vars(owner).values():
+            if isinstance(value, (dict, list, set, deque)):
+                out.add(id(value))
+    return out

@@ -51,8 +51,11 @@ def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention |
     array_bytes = sum(r.bytes for r in rec.ledger.live_records() if r.role == "activation" and r.birth_iter < cutoff)
     node_bytes = sum(_object_bytes(n) for n, _ in retained)
     oldest, newest = min(iters), max(iters)
-    # the newest retained graph is nearest its holder (a running total chains each graph to the next)
-    heads = [(n, i) for n, i in retained if i.birth_iter == newest]
+    # a recent retained graph is nearest its holder (a running total chains each graph to the next), but
+    # the newest may still sit in a local the loop reassigns after the step (``loss = train_step()``):
+    # with several retained iterations, the one before the newest shows who keeps them all
+    pick = sorted(iters)[-2] if len(iters) >= 3 else newest
+    heads = [(n, i) for n, i in retained if i.birth_iter == pick]
     consumed = {id(edge) for n, _ in heads for edge in n.inputs}
     top = [(n, i) for n, i in heads if id(n) not in consumed] or heads
     node, info = top[-1]

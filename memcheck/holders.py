@@ -45,8 +45,17 @@ def is_user_file(path: str) -> bool:
     return not (path.startswith("<") or is_internal_file(path) or path.startswith(_NOT_USER))
 
 
+_MODULES: list[Any] = [None, {}]  # (the sys.modules it was built from, id(module dict) -> name)
+
+
 def _module_dicts() -> dict[int, str]:
-    return {id(vars(m)): name for name, m in list(sys.modules.items()) if m is not None and hasattr(m, "__dict__")}
+    """``id(module.__dict__) -> module name``; rebuilt only when sys.modules changed since."""
+    modules = list(sys.modules.items())
+    key = (len(modules), sum(map(id, (m for _, m in modules))))  # a module replaced by another changes it
+    if _MODULES[0] != key:
+        _MODULES[1] = {id(vars(m)): name for name, m in modules if m is not None and hasattr(m, "__dict__")}
+        _MODULES[0] = key
+    return _MODULES[1]
 
 
 def _frame_locals(skip: set[int]) -> dict[int, types.FrameType]:
@@ -281,6 +290,17 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
             if k is obj:
                 return f"key {_short(k)} -> {tname}", "", "dict_entry"
         return f"value in dict -> {tname}", "", "dict_entry"
+    if (
+        isinstance(grand, types.FunctionType)
+        and parent is not None
+        and (parent is grand.__defaults__ or parent is grand.__kwdefaults__)
+    ):
+        param = _default_name(grand, obj)
+        return (
+            f"default of {param!r} -> {tname}",
+            f"default argument {param!r} of {grand.__qualname__}()",
+            "default",
+        )
     if isinstance(parent, (list, tuple, deque)):
         for j, v in enumerate(parent):
             if v is obj:
@@ -311,6 +331,20 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     if getattr(parent, "__dict__", None) is obj:
         return "attributes", "", "attributes"
     return f"{type(parent).__name__} -> {tname}", "", ""
+
+
+def _default_name(fn: types.FunctionType, value: Any) -> str:
+    """The parameter of ``fn`` whose default value is ``value`` (a mutable default shared by every call)."""
+    code = fn.__code__
+    for name, default in (fn.__kwdefaults__ or {}).items():
+        if default is value:
+            return name
+    defaults = fn.__defaults__ or ()
+    positional = code.co_varnames[: code.co_argcount]
+    for name, default in zip(positional[len(positional) - len(defaults) :], defaults):
+        if default is value:
+            return name
+    return "?"
 
 
 def _short(key: Any) -> str:
@@ -386,7 +420,7 @@ _STORES = ("STORE_FAST", "STORE_GLOBAL", "STORE_DEREF", "STORE_NAME")
 def variable_of(holder: Holder) -> tuple[str, str] | None:
     """``(kind, name)`` of what the code touches: ("name", "history") or ("attr", "curve") or ("call", "f")."""
     text = holder.name
-    if holder.kind in ("local", "global", "closure"):
+    if holder.kind in ("local", "global", "closure", "default"):
         return "name", text.split("'")[1]
     if holder.kind in ("attribute", "class_attribute"):
         return "attr", text.rsplit(".", 1)[-1]
@@ -471,8 +505,28 @@ def _line_of(ins: Any, current: int) -> int:
     return start if isinstance(start, int) and not isinstance(start, bool) else current
 
 
+def _subscr_container(instrs: list[Any], j: int) -> Any:
+    """The instruction that left the container a ``STORE_SUBSCR`` at ``j`` stores into, or None.
+
+    The key is the top of the stack and the container under it: walking back from the store, the
+    key's code ends where the values pushed since add up to one (``d[self.n] = v`` as well as
+    ``d[k] = v``); the instruction before it left the container.
+    """
+    pushed = 0
+    for k in range(j - 1, max(j - 16, 0), -1):
+        ins = instrs[k]
+        try:
+            pushed += dis.stack_effect(ins.opcode, ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None)
+        except ValueError:
+            return None
+        if pushed == 1:  # the key starts at ``k``
+            return instrs[k - 1] if k >= 1 else None
+    return None
+
+
 def _subscr_target(instrs: list[Any], j: int) -> str | None:
-    return instrs[j - 2].argval if j >= 2 and isinstance(instrs[j - 2].argval, str) else None
+    loaded = _subscr_container(instrs, j)
+    return loaded.argval if loaded is not None and isinstance(loaded.argval, str) else None
 
 
 def _fresh(instrs: list[Any], j: int) -> bool:
@@ -504,8 +558,9 @@ def _touches(instrs: list[Any], j: int, kind: str, name: str) -> bool:
         nxt = instrs[j + 1]
         if nxt.opname in ("LOAD_ATTR", "LOAD_METHOD") and nxt.argval in _MUTATORS:
             return True
-    if ins.opname == "STORE_SUBSCR" and j >= 2 and _is_ref(instrs[j - 2], kind, name):
-        return True
+    if ins.opname == "STORE_SUBSCR" and j >= 2:
+        loaded = _subscr_container(instrs, j)
+        return loaded is not None and _is_ref(loaded, kind, name)
     if kind == "name" and ins.opname in _STORES and ins.argval == name and j >= 1:
         return not _fresh(instrs, j)  # a fresh empty container or a constant starts the holder
     if kind == "attr" and ins.opname == "STORE_ATTR" and ins.argval == name:

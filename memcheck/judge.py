@@ -52,18 +52,28 @@ def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKe
 
 
 def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
-    """One cause, one finding: growth held by a retained graph's holder, or freed by the cyclic collector."""
-    retained = {f.owner for f in table.values() if f.kind == "retained_graph" and f.owner}
+    """One cause, one finding.
+
+    - growth held by a retained graph's holder is that graph's memory;
+    - growth of the ledger with no holder of its own, beside a retained graph, is that graph's activations;
+    - growth, or graphs kept with no referrer anyone could find, beside cycles the collector freed, are
+      those cycles waiting for their collection, not a leak of their own.
+    """
+    graphs = [f for f in table.values() if f.kind == "retained_graph"]
+    retained = {f.owner for f in graphs if f.owner}
     cycles = sum(f.bytes for f in table.values() if f.kind == "ref_cycle")
-    return {
-        k: f
-        for k, f in table.items()
-        # growth the cyclic collector then freed was those cycles' memory, not a leak of its own
-        if not (
-            f.kind == "growth"
-            and (f.owner in retained or (cycles and not f.evidence.get("holder") and f.bytes <= 2 * cycles))
-        )
-    }
+
+    def explained(f: Finding) -> bool:
+        unheld = not f.evidence.get("holder")
+        if f.kind == "growth":
+            return (
+                f.owner in retained
+                or (unheld and bool(graphs) and f.evidence.get("probe") == "ledger")
+                or (bool(cycles) and unheld and f.bytes <= 2 * cycles)
+            )
+        return f.kind == "retained_graph" and bool(cycles) and unheld and not f.owner
+
+    return {k: f for k, f in table.items() if not explained(f)}
 
 
 def ordered(findings: list[Finding]) -> list[Finding]:

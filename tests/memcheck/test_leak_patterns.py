@@ -774,3 +774,134 @@ def test_warm_up_that_allocates_for_30_iterations_then_runs_flat_is_clean(tmp_pa
         """,
     )
     assert_clean(r)
+
+
+# -- found by trying memcheck on scripts written the ordinary way (QA) -----------------------------
+
+
+def test_a_mutable_default_argument_is_named_as_one(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        def track(value, name="loss", history=[]):
+            history.append(value)  # culprit
+            return len(history)
+
+
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            for step in range(150):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                track(loss)
+            print("done")
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, "default argument 'history' of track()")
+
+
+def test_a_dict_keyed_by_an_attribute_names_the_store_line(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        class Model:
+            def __init__(self):
+                self.net = make_model()
+                self.maps = {}
+                self.calls = 0
+
+            def __call__(self, x):
+                out = self.net(x)
+                self.maps[self.calls] = out  # culprit
+                self.calls += 1
+                return out
+
+
+        def main():
+            model = Model()
+            opt = make_optimizer(model.net)
+            for step in range(150):
+                x, y = batch(step)
+                opt.zero_grad()
+                ag.cross_entropy(model(x), y).backward()
+                opt.step()
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, "Model.maps")
+
+
+def test_a_loss_returned_from_the_step_does_not_hide_the_dict_that_keeps_them(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        class Trainer:
+            def __init__(self):
+                self.model = make_model()
+                self.opt = make_optimizer(self.model)
+                self.metrics = {}
+
+            def train_step(self, x, y):
+                loss = ag.cross_entropy(self.model(x), y)
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+                return loss
+
+            def fit(self, steps):
+                for step in range(steps):
+                    loss = self.train_step(*batch(step))
+                    self.metrics[step] = {"loss": loss}  # culprit
+
+
+        if __name__ == "__main__":
+            Trainer().fit(150)
+        """,
+    )
+    assert_leak(r, "Trainer.metrics")
+    assert len([f for f in r.findings if f["severity"] == "error"]) == 1  # one bug, one error
+
+
+def test_cycles_that_hold_graphs_are_one_warning_not_a_retained_graph_error(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        class StepState:
+            def __init__(self, loss):
+                self.loss = loss
+                self.on_end = self.finish  # culprit
+
+            def finish(self):
+                return self.loss.item()
+
+
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            for step in range(300):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                StepState(loss)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    kinds = [f["kind"] for f in r.findings]
+    assert "ref_cycle" in kinds and "retained_graph" not in kinds, r.explain()
+    assert r.rc == 0, r.explain()  # a warning: the collector frees them
