@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import types
-from collections import deque
+from collections import Counter, deque
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +23,8 @@ from memcheck.records import GrowingContainer, Holder, Retention
 
 #: how many boundaries a line-tracing window stays open
 LINE_WINDOW = 2
+#: line windows opened for one holder at most
+MAX_WINDOWS = 3
 _MAX_CONTAINERS = 3
 
 
@@ -34,6 +36,7 @@ class Inspector:
         self.scan = heapscan.ContainerScan()
         self.candidates: dict[str, list[str]] = {}  # holder name -> lines its code could add at
         self.executed: dict[str, list[str]] = {}  # holder name -> lines seen adding to it
+        self.windows: Counter[str] = Counter()  # holder name -> line windows opened for it
         self.watch: LineWatch | None = None
         self.watch_closes_at = 0
         self._codes: list[types.CodeType] | None = None
@@ -61,8 +64,13 @@ class Inspector:
             self.watch = None
 
     def _arm(self, tokens: dict[str, Token]) -> None:
+        # a holder whose lines a few windows could not see (it changes outside traced user code, or only
+        # now and then) is not traced again: each window costs a check when it closes
+        tokens = {name: t for name, t in tokens.items() if self.windows[name] < MAX_WINDOWS}
         if self.watch is not None or not tokens:
             return
+        for name in tokens:
+            self.windows[name] += 1
         self.watch = LineWatch(tokens)
         self.watch.open()
         self.watch_closes_at = self.rec.iteration + LINE_WINDOW

@@ -11,6 +11,8 @@ from typing import Any
 
 import memcheck.session  # noqa: F401  (registers memcheck's own files as internal, as every session does)
 from memcheck import holders
+from memcheck.deepcheck import MAX_WINDOWS, Inspector
+from memcheck.recorder import Recorder
 from memcheck.records import Holder
 from tests.markers import marker_site
 
@@ -233,3 +235,16 @@ def test_holders_know_memchecks_own_files_without_a_session() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     assert out.stdout.strip() == "False"
+
+
+def test_a_holder_whose_lines_stay_unseen_gets_a_few_line_windows_only() -> None:
+    inspector = Inspector(Recorder())
+    never_changes = [1, 2, 3]
+    opened = 0
+    for _ in range(3 * MAX_WINDOWS):
+        inspector._arm({"global 'cache' in m": lambda: len(never_changes)})
+        if inspector.watch is not None:
+            opened += 1
+            inspector.rec.iteration = inspector.watch_closes_at
+            assert inspector.tick()  # the window closes having seen no line change the holder
+    assert opened == MAX_WINDOWS and "global 'cache' in m" not in inspector.executed
