@@ -47,6 +47,8 @@ def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKe
         old = out.get(k)
         if old is not None and old.owner and not f.owner:
             continue
+        if old is not None and severity_rank(old.severity) > severity_rank(f.severity):
+            continue  # one place, two findings (a backward that failed, a change it did not read): the worse
         out[k] = f
     return _one_cause(out)
 

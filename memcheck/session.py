@@ -13,6 +13,7 @@ A session sees the thread that entered it (see docs/events.md).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as _dt
 import os
 import threading
@@ -426,8 +427,13 @@ class Session:
             "message": str(exc),
             "traceback": "".join(_tb.format_exception(type(exc), exc, exc.__traceback__)),
         }
-        if isinstance(exc, AgcoreError) and not any(e.message == str(exc) for e in self.recorder.errors):
-            self.recorder.engine_error(caught_error(exc))
+        if isinstance(exc, AgcoreError):
+            errors = self.recorder.errors
+            seen = [e for e in errors if e.message == str(exc)]
+            for e in seen:  # the engine announced it as it raised; it then ended the watched code
+                errors[errors.index(e)] = dataclasses.replace(e, caught=False)
+            if not seen:
+                self.recorder.engine_error(caught_error(exc))
 
     def _reconcile(self) -> list[SiteRow]:
         """Live NumPy-domain buffers that no ledger record accounts for, by user line (trace_sites)."""

@@ -30,6 +30,8 @@ def human_rate(bytes_per_iteration: float | None) -> str:
     """``+4.0 KiB/iter``: a signed growth rate."""
     if bytes_per_iteration is None or not _finite(bytes_per_iteration):
         return "-"
+    if abs(bytes_per_iteration) < 0.5:
+        bytes_per_iteration = 0.0  # "-0 B" is a rounding, not a direction
     sign = "+" if bytes_per_iteration >= 0 else ""
     return f"{sign}{human_bytes(bytes_per_iteration)}/iter"
 

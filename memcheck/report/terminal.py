@@ -121,7 +121,8 @@ def _finding_lines(f: Finding, width: int) -> list[Text]:
         line.append(short_site(site, width - 5), style="bold" if i == 0 else "")
         lines.append(line)
     if len(f.sites) > SITES_SHOWN:
-        lines.append(Text(f"… {len(f.sites) - SITES_SHOWN} more sites in the HTML report", style="dim"))
+        more = len(f.sites) - SITES_SHOWN
+        lines.append(Text(f"… {more} more site{'s' if more > 1 else ''} in the HTML report", style="dim"))
     for block in evidence.blocks(f):
         lines.extend(_block_lines(block, width))
     if f.kind not in KIND_TABLE and f.evidence:  # a kind this memcheck has no row for: its numbers, plainly
@@ -150,7 +151,11 @@ def _block_lines(block: dict, width: int) -> list[Text]:
 def _owners(run: Run, console: Console) -> None:
     if not run.top_owners:
         return
-    rows = table_rows(run.top_owners)[:TOP_OWNERS]
+    rows = [dict(r) for r in table_rows(run.top_owners)[:TOP_OWNERS]]  # copies: the run is not changed
+    for row in rows:  # "activation from data.py:9" says again what the role and site columns say
+        site = str(row.get("site", ""))
+        if row.get("owner") == f"{row.get('role')} from {site.rsplit('/', 1)[-1]}":
+            row["owner"] = "unnamed"
     # the site gets what it needs unless the owners need it more; it is elided, never folded
     role_w = max(len(str(row.get("role", ""))) for row in rows)
     owner_w = max(len(owner_label(row.get("owner"))) for row in rows)
