@@ -528,6 +528,10 @@ class Tensor:
     def std(self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *, correction: Any = None) -> Tensor:
         return _ops.Sqrt.apply(_ops.var(self, dim, unbiased, keepdim, correction))
 
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+        """The vector p-norm (``"fro"``: the 2-norm of all elements), as torch's ``Tensor.norm``."""
+        return _ops.norm(self, p, dim, keepdim)
+
     def prod(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return _ops.Prod.apply(self, axis=_dims(dim, None), keepdims=keepdim)
 

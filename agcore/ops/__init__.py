@@ -17,7 +17,7 @@ from agcore.ops.nnfunc import (
     scaled_dot_product_attention,
     softmax,
 )
-from agcore.ops.reduce import Cumsum, Max, Mean, Min, Prod, Sum, Var, var
+from agcore.ops.reduce import Cumsum, Max, Mean, Min, Norm, Prod, Sum, Var, norm, var
 from agcore.ops.select import (
     Copy,
     Extremum,
@@ -73,7 +73,7 @@ __all__ = [
     "Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Linear", "LinearReLU", "linear", "linear_relu",
     "Exp", "Log", "Tanh", "Relu", "Sigmoid", "Sqrt", "Abs", "Sin", "Cos", "Clamp", "clamp",
     "Cast", "Clone", "Contiguous", "ToDevice",
-    "Sum", "Mean", "Max", "Min", "Var", "Prod", "Cumsum", "var",
+    "Sum", "Mean", "Max", "Min", "Var", "Norm", "Prod", "Cumsum", "var", "norm",
     "Reshape", "Transpose", "Expand", "Slice", "ViewChain", "CopySlices", "view_apply", "regenerate", "copy_slices",
     "Index", "Concatenate", "Stack", "transpose", "index", "plain_index", "concatenate", "cat", "stack",
     "Where", "MaskedFill", "Tri", "Extremum", "Gather", "IndexPut", "Fill", "Copy", "Repeat",

@@ -1,4 +1,4 @@
-"""Reductions: sum, mean, max, min, var, prod, cumsum over an axis (or all), with keepdims."""
+"""Reductions: sum, mean, max, min, var, norm, prod, cumsum over an axis (or all), with keepdims."""
 
 from __future__ import annotations
 
@@ -112,6 +112,59 @@ def var(a: Any, dim: Any = None, unbiased: Any = None, keepdim: bool = False, co
     if isinstance(dim, list):
         dim = tuple(dim)
     return Var.apply(a, axis=dim, keepdims=keepdim, correction=correction)
+
+
+class Norm(Function):
+    """The vector p-norm over ``axis`` (all elements by default), as ``torch.linalg.vector_norm``.
+
+    Saves its input and output. At a zero norm the gradient is 0 (torch's subgradient), not NaN.
+    """
+
+    trusted = True
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, p: float = 2.0, axis: Any = None, keepdims: bool = False) -> Any:
+        x = a.data
+        xp = backend.xp_of(x)
+        if p == 2:
+            out = xp.sqrt((x * x).sum(axis=axis, keepdims=keepdims))
+        elif p == 1:
+            out = xp.abs(x).sum(axis=axis, keepdims=keepdims)
+        elif p == float("inf"):
+            out = xp.abs(x).max(axis=axis, keepdims=keepdims)
+        else:
+            out = (xp.abs(x) ** p).sum(axis=axis, keepdims=keepdims) ** (1.0 / p)
+        ctx.args = (x.shape, axis, keepdims, p)
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        x, out = ctx.saved_tensors
+        shape, axis, keepdims, p = ctx.args
+        xp = backend.xp_of(x)
+        n = _expand(out, shape, axis, keepdims)
+        g = _expand(g, shape, axis, keepdims)
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            if p == 1:
+                d = xp.sign(x)
+            elif p == float("inf"):
+                hits = xp.abs(x) == n
+                d = xp.sign(x) * hits / hits.sum(axis=_axes(axis, len(shape)), keepdims=True)
+            else:
+                d = xp.sign(x) * xp.abs(x) ** (p - 1) / n ** (p - 1)
+        return xp.where(n == 0, 0.0, g * d).astype(x.dtype, copy=False)
+
+
+def norm(a: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Any:
+    """torch's ``norm`` / ``linalg.vector_norm``: ``p`` a number, ``inf`` or ``"fro"`` (the 2-norm of all elements)."""
+    if p in ("fro", None):
+        p = 2.0
+    if isinstance(p, str):
+        raise ValueError(f"norm(p={p!r}): only vector norms (a number, inf or 'fro') are supported")
+    if isinstance(dim, list):
+        dim = tuple(dim)
+    return Norm.apply(a, p=float(p), axis=dim, keepdims=keepdim)
 
 
 class Prod(Function):
