@@ -39,7 +39,7 @@ from memcheck.report.format import (
     status_notes,
 )
 from memcheck.report.growth import headline
-from memcheck.report.series import rows
+from memcheck.report.series import LOOP, rows, series
 from memcheck.run import Run
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -126,9 +126,12 @@ def _summary(run: Run) -> list[tuple[str, str]]:
         ("samples", f"{len(run.samples):,}"),
         ("mode", run.mode),
     ]
+    _, ledger = series(run, "ledger_total_bytes", phases=(LOOP,))
+    if ledger:  # the loop's peak: at exit the watched code has usually freed everything
+        items.append(("peak ledger bytes", human_bytes(max(ledger))))
     live = run.ledger_summary.get("live_bytes")
     if isinstance(live, (int, float)):
-        items.append(("live ledger bytes", human_bytes(live)))
+        items.append(("ledger bytes at exit", human_bytes(live)))
     return items
 
 
