@@ -16,7 +16,8 @@ import numpy
 from agcore import backend
 from agcore.errors import AgcoreError, GraphReleasedError
 from agcore.node import Node
-from agcore.observe import announce, observers
+from agcore.observe import hooks as notify
+from agcore.observe import observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
 
@@ -51,7 +52,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     site = user_site(1)
     g0, caller_owned = _root_grad(root, grad)
     if observers:
-        announce("on_backward_begin", root, retain_graph)
+        notify.on_backward_begin(root, retain_graph)
     # ids of arrays agcore does not own (the caller's gradient, what custom Functions return):
     # a leaf never adopts one of them as its .grad buffer, however it got there
     foreign: set[int] = {id(g0)} if caller_owned else set()
@@ -63,11 +64,11 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         _write_leaf_grads(leaf_grads, foreign)
     except AgcoreError as exc:  # observers learn of it even when the caller catches it
         if observers:
-            announce("on_error", exc)
+            notify.on_error(exc)
         raise
     finally:
         if observers:
-            announce("on_backward_end", root)
+            notify.on_backward_end(root)
 
 
 def _dependency_counts(root: Node) -> dict[Node, int]:
@@ -141,7 +142,7 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
             if not fn.trusted:  # custom Functions may have put arrays on ctx
                 node.__dict__.clear()
             if observers:
-                announce("on_saved_released", node, site)
+                notify.on_saved_released(node, site)
         fresh = fn.trusted
         if not fresh:
             for ig in result:
@@ -213,9 +214,9 @@ def _write_leaf_grads(leaf_grads: dict[Tensor, list], foreign: set[int]) -> None
             adopted.add(id(buf))
             leaf.grad = buf
             if observers:
-                announce("on_alloc", buf, "grad", leaf)
-                announce("on_grad", leaf, buf, True)
+                notify.on_alloc(buf, "grad", leaf)
+                notify.on_grad(leaf, buf, True)
         else:
             leaf.grad += g
             if observers:
-                announce("on_grad", leaf, leaf.grad, False)
+                notify.on_grad(leaf, leaf.grad, False)

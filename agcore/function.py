@@ -23,7 +23,8 @@ import numpy
 
 from agcore import backend, scope
 from agcore.node import Node
-from agcore.observe import announce, observers, wants
+from agcore.observe import hooks as notify
+from agcore.observe import observers, wants
 from agcore.sites import INTERNAL_PREFIXES
 from agcore.tensor import Tensor
 from agcore.version import Version
@@ -117,7 +118,7 @@ class Function:
             if cls.view or not cls.trusted:
                 _share_storage(out, args)
             elif observers:
-                announce("on_alloc", data, "activation", out)
+                notify.on_alloc(data, "activation", out)
             return out
 
         graph = _STATE.stack[-1]
@@ -164,12 +165,12 @@ class Function:
         if cls.view or not cls.trusted:
             _share_storage(out, args)
         elif observers:
-            announce("on_alloc", data, "activation", out)
+            notify.on_alloc(data, "activation", out)
         if observers:
-            announce("on_node", node, out)
+            notify.on_node(node, out)
             if wants("on_save"):
                 for item in node.saved_items():
-                    announce("on_save", node, item)
+                    notify.on_save(node, item)
         return out
 
 
@@ -191,4 +192,4 @@ def _share_storage(out: Tensor, args: tuple) -> None:
             out._version = counter
             return
     if observers:
-        announce("on_alloc", out.data, "activation", out)
+        notify.on_alloc(out.data, "activation", out)

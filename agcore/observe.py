@@ -5,7 +5,7 @@ and calls :func:`attach`. With no observer attached every announcement costs
 the caller one truthiness check of :data:`observers`::
 
     if observers:
-        announce("on_alloc", array, role, owner)
+        hooks.on_alloc(array, role, owner)
 
 Roles of a buffer: ``param``, ``input``, ``activation``, ``grad``,
 ``optimizer_state``. Saving is an event on a buffer that already exists. A view
@@ -138,14 +138,55 @@ def detach(observer: Observer) -> None:
 # event name -> the bound methods that override Observer's no-op, rebuilt on attach/detach,
 # so an announcement costs one dict lookup and only real calls (derived from ``observers``)
 _handlers: dict[str, tuple[Any, ...]] = {}
+_EVENTS = tuple(name for name in vars(Observer) if name.startswith("on_"))
+
+
+def _noop(*args: Any) -> None:
+    return None
+
+
+def _fan_out(handlers: tuple[Any, ...]) -> Callable[..., None]:
+    def call(*args: Any) -> None:
+        for handler in handlers:
+            handler(*args)
+
+    return call
+
+
+class Hooks:
+    """One attribute per event: what to call for it (the one observer's method, a fan-out, or a no-op).
+
+    agcore's hot paths call ``hooks.on_alloc(...)`` behind ``if observers:``: an attribute read and
+    the observer's own call, no lookup by name and no frame in between.
+    """
+
+    __slots__ = _EVENTS
+    on_alloc: Callable[..., None]
+    on_node: Callable[..., None]
+    on_save: Callable[..., None]
+    on_saved_released: Callable[..., None]
+    on_backward_begin: Callable[..., None]
+    on_backward_end: Callable[..., None]
+    on_grad: Callable[..., None]
+    on_inplace: Callable[..., None]
+    on_error: Callable[..., None]
+    on_step: Callable[..., None]
+
+    def __init__(self) -> None:
+        for name in _EVENTS:
+            setattr(self, name, _noop)
+
+
+hooks = Hooks()
 
 
 def _rebuild() -> None:
     _handlers.clear()
-    for name in vars(Observer):
-        if name.startswith("on_"):
-            base = getattr(Observer, name)
-            _handlers[name] = tuple(getattr(o, name) for o in observers if getattr(type(o), name, base) is not base)
+    for name in _EVENTS:
+        base = getattr(Observer, name)
+        found = tuple(getattr(o, name) for o in observers if getattr(type(o), name, base) is not base)
+        _handlers[name] = found
+        setattr(hooks, name, _noop if not found else found[0] if len(found) == 1 else _fan_out(found))
 
 
 def wants(event: str) -> bool:
@@ -154,6 +195,5 @@ def wants(event: str) -> bool:
 
 
 def announce(event: str, *args: Any) -> None:
-    """Call ``event`` on every attached observer that handles it. Callers check ``observers`` first."""
-    for handler in _handlers.get(event, ()):
-        handler(*args)
+    """Call ``event`` on every attached observer that handles it (agcore itself calls :data:`hooks`)."""
+    getattr(hooks, event)(*args)

@@ -24,7 +24,8 @@ from typing import Any
 
 from agcore import backend, scope
 from agcore.errors import AgcoreError, LeafInplaceError
-from agcore.observe import announce, observers
+from agcore.observe import hooks as notify
+from agcore.observe import observers
 from agcore.sites import user_site
 from agcore.version import Version
 
@@ -106,7 +107,7 @@ class Tensor:
         self._version: Version | None = None  # made on first need: a save, a view, an in-place change
         self._view = self._hooks = None  # a view's ViewInfo; a leaf's gradient hooks
         if observers:
-            announce("on_alloc", data, role or ("param" if requires_grad else "input"), self)
+            notify.on_alloc(data, role or ("param" if requires_grad else "input"), self)
 
     @classmethod
     def _make(cls, data: Any, grad_fn: Any, requires_grad: bool) -> Tensor:
@@ -853,7 +854,7 @@ class Tensor:
             self.data[...] = out.data
         version = self._counter().bump(op, site)
         if observers:
-            announce("on_inplace", self, op, version, site)
+            notify.on_inplace(self, op, version, site)
         return self
 
     def _record_inplace(self, op: str, fn: Any, args: tuple, kwargs: dict, site: str) -> None:
@@ -1026,7 +1027,7 @@ def _const(data: Any) -> Tensor:
     """A result outside autograd (comparisons, integer results), announced as a new buffer."""
     out = Tensor._make(backend.xp_of(data).asarray(data) if not backend.is_array(data) else data, None, False)
     if observers:
-        announce("on_alloc", out.data, "activation", out)
+        notify.on_alloc(out.data, "activation", out)
     return out
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import numpy
 
 from agcore import backend
-from agcore.observe import announce, observers
+from agcore.observe import hooks as notify
+from agcore.observe import observers
 from agcore.tensor import Tensor
 
 
@@ -47,4 +48,4 @@ def _bump(t: Tensor, op: str, site: str) -> None:
     counter.op = op
     counter.site = site
     if observers:
-        announce("on_inplace", t, op, counter.value, site)
+        notify.on_inplace(t, op, counter.value, site)

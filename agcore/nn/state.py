@@ -13,7 +13,8 @@ import numpy
 
 from agcore import backend
 from agcore.nn.parameter import _bump
-from agcore.observe import announce, observers
+from agcore.observe import hooks as notify
+from agcore.observe import observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
 
@@ -197,7 +198,7 @@ def _convert_tensor(t: Tensor, dtype: Any, xp: Any, role: str) -> None:
         return
     t.data = new
     if observers:
-        announce("on_alloc", new, role, t)
+        notify.on_alloc(new, role, t)
     g = t.grad
     if g is not None:
         g2 = g
@@ -208,4 +209,4 @@ def _convert_tensor(t: Tensor, dtype: Any, xp: Any, role: str) -> None:
         if g2 is not g:
             t.grad = g2
             if observers:
-                announce("on_alloc", g2, "grad", t)
+                notify.on_alloc(g2, "grad", t)

@@ -24,7 +24,8 @@ from typing import Any
 from agcore import backend, scope
 from agcore.function import Function
 from agcore.node import Node
-from agcore.observe import announce, observers
+from agcore.observe import hooks as notify
+from agcore.observe import observers
 from agcore.ops._util import unbroadcast
 from agcore.tensor import Tensor, ViewInfo, _set_grad_fn, _set_requires_grad, _View, as_view
 
@@ -240,7 +241,7 @@ def regenerate(view: Tensor, info: ViewInfo) -> None:
     _set_grad_fn(view, node)
     _set_requires_grad(view, True)
     if observers:
-        announce("on_node", node, view)
+        notify.on_node(node, view)
 
 
 def copy_slices(view: Tensor, info: ViewInfo, op_node: Any, site_pair: tuple) -> None:
@@ -254,4 +255,4 @@ def copy_slices(view: Tensor, info: ViewInfo, op_node: Any, site_pair: tuple) ->
     base.grad_fn = node
     base.requires_grad = True
     if observers:
-        announce("on_node", node, base)
+        notify.on_node(node, base)

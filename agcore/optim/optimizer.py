@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from agcore import backend, scope
-from agcore.observe import announce, observers
+from agcore.observe import hooks as notify
+from agcore.observe import observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
 
@@ -135,7 +136,7 @@ class Optimizer:
         finally:
             self._scratch.clear()  # the work buffers are temporaries of this step
         if observers:
-            announce("on_step", self)
+            notify.on_step(self)
         return loss
 
     def _step_group(self, group: dict[str, Any], op: str, site: str) -> None:
@@ -152,7 +153,7 @@ class Optimizer:
             buf = xp.zeros_like(p.data) if fill is None else xp.array(fill, copy=True)
             state[key] = buf
             if observers:
-                announce("on_alloc", buf, "optimizer_state", p)
+                notify.on_alloc(buf, "optimizer_state", p)
         return buf
 
     def _param_state(self, p: Tensor) -> dict[str, Any]:
@@ -231,7 +232,7 @@ class Optimizer:
                     raise ValueError(f"optimizer state {key!r} has shape {buf.shape}, the parameter {p.data.shape}")
                 state[key] = buf
                 if observers:
-                    announce("on_alloc", buf, "optimizer_state", p)
+                    notify.on_alloc(buf, "optimizer_state", p)
 
     def __repr__(self) -> str:
         lines = [type(self).__name__ + " ("]
@@ -261,7 +262,7 @@ def bump(p: Tensor, op: str, site: str) -> None:
     counter.op = op
     counter.site = site
     if observers:
-        announce("on_inplace", p, op, counter.value, site)
+        notify.on_inplace(p, op, counter.value, site)
 
 
 def chunks(opt: Optimizer, p: Any, g: Any, *state: Any, rows: int = 2) -> Iterator[tuple[Any, ...]]:

@@ -124,7 +124,7 @@ def _torch_style_ops(a: ag.Tensor, b: ag.Tensor, pos: ag.Tensor) -> list[ag.Tens
         a.cumsum(1), fn.dropout(a, 0.5, training=True), a[:1].expand(3, 4), ag.maximum(a, b), ag.minimum(a, b),
         a.gather(1, ag.tensor(np.array([[0], [1], [2]]))), fn.gelu(a), fn.layer_norm(a, (4,)),
         a.masked_fill(ag.tensor(np.eye(3, 4, dtype=bool)), 0.0), a.min(), pos.prod(), a.repeat(2, 1),
-        fn.scaled_dot_product_attention(q, q, q), fn.softmax(a, dim=1), a.tril(), a.triu(1), a.var(), view,
+        fn.scaled_dot_product_attention(q, q, q), fn.softmax(a, dim=1), a.tril(), a.triu(1), a.var(), a.norm(), view,
         ag.where(a > 0, a, b), written, filled, copied,
         ag.ops.nll_loss(fn.log_softmax(a, dim=1), ag.tensor(np.array([0, 1, 2]))),
     ]  # fmt: skip
