@@ -333,6 +333,14 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     return f"{type(parent).__name__} -> {tname}", "", ""
 
 
+def _function_label(fn: types.FunctionType) -> str:
+    """``step()``, ``inner() in train()`` or ``a lambda in Logger.log()``: a nested function as a user names it."""
+    parts = fn.__qualname__.split(".<locals>.")
+    inner, outers = parts[-1], parts[:-1]
+    own = "a lambda" if inner == "<lambda>" else f"{inner}()"
+    return f"{own} in {outers[-1]}()" if outers else own
+
+
 def _default_name(fn: types.FunctionType, value: Any) -> str:
     """The parameter of ``fn`` whose default value is ``value`` (a mutable default shared by every call)."""
     code = fn.__code__
@@ -381,14 +389,14 @@ def describe(chain: list[Any]) -> Holder | None:
         if isinstance(obj, types.CellType) and isinstance(grand, types.FunctionType):
             var = _closure_name(grand, obj)
             if var:
-                label = f"closure variable {var!r} of {grand.__qualname__}()"
-                name, kind = f"closure variable {var!r} of {grand.__qualname__}()", "closure"
+                label = f"closure variable {var!r} of {_function_label(grand)}"
+                name, kind = label, "closure"
         if i and isinstance(prev, types.CellType) and isinstance(grand, tuple) and i >= 3:
             fn = chain[i - 3]
             if isinstance(fn, types.FunctionType):
                 var = _closure_name(fn, prev)
                 if var:
-                    name, kind = f"closure variable {var!r} of {fn.__qualname__}()", "closure"
+                    name, kind = f"closure variable {var!r} of {_function_label(fn)}", "closure"
         if kind == "attributes":
             continue  # an object's __dict__, materialised or not (3.11 keeps it inline): the chain is the same
         hops.append(Hop(label=label, type=type(obj).__name__))

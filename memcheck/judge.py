@@ -63,19 +63,32 @@ def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
     """
     graphs = [f for f in table.values() if f.kind == "retained_graph"]
     retained = {f.owner for f in graphs if f.owner}
+    paths = [_labels(f) for f in graphs]
     cycles = sum(f.bytes for f in table.values() if f.kind == "ref_cycle")
+
+    def on_a_graphs_path(f: Finding) -> bool:
+        """The growing container lies on the way from a root to a retained graph (a list of closures, of
+        exceptions with their tracebacks): one bug, reported once, as the graph it keeps."""
+        mine = _labels(f)
+        return bool(mine) and any(path[: len(mine)] == mine for path in paths)
 
     def explained(f: Finding) -> bool:
         unheld = not f.evidence.get("holder")
         if f.kind == "growth":
             return (
                 f.owner in retained
+                or on_a_graphs_path(f)
                 or (unheld and bool(graphs) and f.evidence.get("probe") == "ledger")
                 or (bool(cycles) and unheld and f.bytes <= 2 * cycles)
             )
         return f.kind == "retained_graph" and bool(cycles) and unheld and not f.owner
 
     return {k: f for k, f in table.items() if not explained(f)}
+
+
+def _labels(f: Finding) -> list[str]:
+    chain = f.evidence.get("chain") if isinstance(f.evidence, dict) else None
+    return [str(h.get("label")) for h in chain or [] if isinstance(h, dict)]
 
 
 def ordered(findings: list[Finding]) -> list[Finding]:

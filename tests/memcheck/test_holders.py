@@ -88,7 +88,7 @@ def test_chain_through_a_closure_names_the_free_variable_and_its_append_line() -
     recorder(_Thing())
     holder, chain = holders.holder_of(recorder.__closure__[0].cell_contents[0])
     assert holder is not None and holder.kind == "closure"
-    assert holder.name == "closure variable 'kept' of _make_recorder.<locals>.record()"
+    assert holder.name == "closure variable 'kept' of record() in _make_recorder()"
     assert [type(o).__name__ for o in chain][-2:] == ["list", "_Thing"]
     assert site("closure-append") in holders.candidate_lines(holder)  # every `kept.append` of user code
 

@@ -905,3 +905,36 @@ def test_cycles_that_hold_graphs_are_one_warning_not_a_retained_graph_error(tmp_
     kinds = [f["kind"] for f in r.findings]
     assert "ref_cycle" in kinds and "retained_graph" not in kinds, r.explain()
     assert r.rc == 0, r.explain()  # a warning: the collector frees them
+
+
+def test_a_list_of_closures_that_keep_tensors_is_one_finding(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        class DeferredLogger:
+            def __init__(self):
+                self.pending = []
+
+            def log(self, value):
+                self.pending.append(lambda: float(value.item()))  # culprit
+
+
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            logger = DeferredLogger()
+            for step in range(150):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                logger.log(loss)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, "closure variable 'value' of a lambda in DeferredLogger.log()")
+    assert len(r.findings) == 1, [(f["kind"], f["owner"]) for f in r.findings]  # not also a growth of .pending
