@@ -83,10 +83,15 @@ class Inspector:
 
     def _look(self, containers: bool) -> tuple[Retention | None, tuple[GrowingContainer, ...]]:
         tokens: dict[str, Token] = {}
-        retention, target = heapscan.find_retention(self.rec, with_holder=False)
+        retention, targets = heapscan.find_retention(self.rec, with_holder=False)
         if retention is not None:
-            holder, chain = holders.holder_of(target)
-            del target
+            holder: Holder | None = None
+            chain: list[Any] = []
+            for target in targets:  # the first one someone can be found holding
+                holder, chain = holders.holder_of(target)
+                if holder is not None:
+                    break
+            del targets
             if holder is not None:
                 holder = self._with_lines(holder)
                 token = _token(chain, holder)

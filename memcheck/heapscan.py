@@ -35,48 +35,57 @@ def _object_bytes(node: Any) -> int:
     return sys.getsizeof(node) + extra + sys.getsizeof(node.inputs)
 
 
-def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention | None, Any]:
-    """Nodes born before the previous iteration that are still alive, and a representative output.
+def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention | None, tuple[Any, ...]]:
+    """Nodes born before the previous iteration that are still alive, and representative outputs.
 
-    Returns the record and the representative object (the newest retained graph's head output, or
-    its node when the output tensor is gone), which the caller must drop.
+    Returns the record and the objects to ask "who holds this?" in order (a retained graph's head
+    output, or its node when the output tensor is gone), which the caller must drop.
     """
     cutoff = rec.iteration - 1
     if rec.iteration < 2 or rec.retained_node_count(cutoff) == 0:
-        return None, None
+        return None, ()
     retained = [(n, i) for n, i in rec.live_nodes() if i.birth_iter < cutoff]
     if not retained:
-        return None, None
-    iters = {i.birth_iter for _, i in retained}
+        return None, ()
+    iters = sorted({i.birth_iter for _, i in retained})
     array_bytes = sum(r.bytes for r in rec.ledger.live_records() if r.role == "activation" and r.birth_iter < cutoff)
     node_bytes = sum(_object_bytes(n) for n, _ in retained)
-    oldest, newest = min(iters), max(iters)
     # a recent retained graph is nearest its holder (a running total chains each graph to the next), but
     # the newest may still sit in a local the loop reassigns after the step (``loss = train_step()``):
-    # with several retained iterations, the one before the newest shows who keeps them all
-    pick = sorted(iters)[-2] if len(iters) >= 3 else newest
-    heads = [(n, i) for n, i in retained if i.birth_iter == pick]
-    consumed = {id(edge) for n, _ in heads for edge in n.inputs}
-    top = [(n, i) for n, i in heads if id(n) not in consumed] or heads
-    node, info = top[-1]
-    out = node.output() if node.output is not None else None
-    target = out if out is not None else node
-    del retained, heads, top, consumed
+    # with several retained iterations the one before the newest is asked first, then the newest
+    picks = [iters[-2], iters[-1]] if len(iters) >= 3 else [iters[-1]]
+    heads = [_head(retained, it) for it in picks]
+    del retained
+    targets = tuple(out if out is not None else node for node, _, out in heads)
+    made_at = format_site(heads[0][1].site_pair)
+    del heads
     holder: Holder | None = None
     if with_holder:
-        holder, chain = holders.holder_of(target)
-        del chain
+        for target in targets:
+            holder, chain = holders.holder_of(target)
+            del chain
+            if holder is not None:
+                break
     record = Retention(
         nodes=sum(c for it, c in rec.nodes_by_iteration.items() if it < cutoff),
         iterations=len(iters),
-        first_iteration=oldest,
+        first_iteration=iters[0],
         bytes=array_bytes + node_bytes,
         array_bytes=array_bytes,
         node_bytes=node_bytes,
-        made_at=format_site(info.site_pair),
+        made_at=made_at,
         holder=holder,
     )
-    return record, target
+    return record, targets
+
+
+def _head(retained: list[tuple[Any, Any]], iteration: int) -> tuple[Any, Any, Any]:
+    """``(node, info, output or None)`` of the graph head born at ``iteration``: a node no other node
+    of that iteration consumed (the loss, the running total)."""
+    nodes = [(n, i) for n, i in retained if i.birth_iter == iteration]
+    consumed = {id(edge) for n, _ in nodes for edge in n.inputs}
+    node, info = ([(n, i) for n, i in nodes if id(n) not in consumed] or nodes)[-1]
+    return node, info, node.output() if node.output is not None else None
 
 
 def _kind(t: type) -> int:
