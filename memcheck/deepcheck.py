@@ -43,6 +43,7 @@ class Inspector:
         self._caught_once = False
         self._first_retained: int | None = None  # the oldest retained iteration at the last check
         self.last_containers: tuple[GrowingContainer, ...] = ()
+        self.graph_holder: str | None = None  # who keeps the retained graphs, at the last check
 
     # -- the line window ----------------------------------------------------------------
     def tick(self) -> bool:
@@ -99,6 +100,8 @@ class Inspector:
                     tokens[holder.name] = token
                 retention = replace(retention, holder=holder)
             del chain
+        # graphs kept by a named holder explain the rise: no container scan needed while that holds
+        self.graph_holder = retention.holder.name if retention is not None and retention.holder else None
         if retention is not None:
             first = retention.first_iteration
             sliding = self._first_retained is not None and first > self._first_retained

@@ -261,7 +261,9 @@ class Session:
             # the heap's containers are walked once early (a list that grows by a pointer an iteration moves
             # no memory signal), then only while memory rises
             baseline = self._scan_at is None and it >= _ALWAYS_DEEP
-            self._timed_check(containers=baseline or self._rising())
+            # (not while a retained graph's named holder already explains the rise: the graph is the leak)
+            scan = (baseline or self._rising()) and self.inspector.graph_holder is None
+            self._timed_check(containers=scan)
         elif it % 10 == 0 and not self._retained_seen and rec.retained_node_count(it - 1) > 0:
             self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
             self._timed_check(containers=False)
