@@ -1,9 +1,9 @@
 """Call sites in user code, as "path:line" strings, found cheaply.
 
-The first frame whose code does not live in agcore (nor in a package that
-registered itself as internal with :func:`register_internal`: a checker that
-watches from outside) is the user's line: the place an op, a save or a backward
-came from. Every op records one, so the test is a string prefix check on the
+The first frame whose code does not live in agcore nor in Python's standard
+library (nor in a package that registered itself as internal with
+:func:`register_internal`: a checker that watches from outside) is the user's
+line: the place an op, a save or a backward came from. Every op records one, so the test is a string prefix check on the
 code's file name, not a lookup of the frame's module. agcore names no other
 package: whoever watches registers its own paths.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from types import FrameType
 
 
@@ -26,8 +27,15 @@ def _prefixes(*dirs: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-#: file-name prefixes of internal code: agcore, then whatever registered itself
-INTERNAL_PREFIXES: tuple[str, ...] = _prefixes(os.path.dirname(__file__))
+def _stdlib_dirs() -> tuple[str, ...]:
+    """Python's own library (``copy.deepcopy``, ``functools``) and what is installed under it: never the
+    user's line, always its caller's (memcheck's notion of user code is the same)."""
+    paths = sysconfig.get_paths()
+    return tuple(d for d in {paths.get("stdlib", ""), paths.get("platstdlib", "")} if d)
+
+
+#: file-name prefixes of internal code: agcore, the standard library, then whatever registered itself
+INTERNAL_PREFIXES: tuple[str, ...] = _prefixes(os.path.dirname(__file__), *_stdlib_dirs())
 
 
 def register_internal(*dirs: str) -> None:

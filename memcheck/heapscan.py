@@ -26,7 +26,7 @@ from memcheck.recorder import Recorder
 from memcheck.records import GrowingContainer, Holder, Retention
 
 _CONTAINERS = (list, dict, deque, set)
-_MIN_ITEMS = 8
+_MIN_ITEMS = 2
 
 
 def _object_bytes(node: Any) -> int:
@@ -116,7 +116,8 @@ class ContainerScan:
             now: dict[int, tuple[type, int]] = {}
             grown: list[tuple[Any, float]] = []
             kinds = self._kinds
-            min_growth = max(2, span // 10)
+            # an item every ten or more iterations (a checkpoint per epoch) counts over a long enough span
+            min_growth = max(1 if span >= 16 else 2, span // 10)
             for obj in objects:
                 t = type(obj)
                 kind = kinds.get(t)

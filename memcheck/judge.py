@@ -45,8 +45,8 @@ def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKe
     for f in new:
         k = key(f)
         old = out.get(k)
-        if old is not None and old.owner and not f.owner:
-            continue
+        if old is not None and ((old.owner and not f.owner) or (old.sites and not f.sites)):
+            continue  # a later check that can no longer name the holder or the line keeps what an earlier one named
         if old is not None and severity_rank(old.severity) > severity_rank(f.severity):
             continue  # one place, two findings (a backward that failed, a change it did not read): the worse
         out[k] = f

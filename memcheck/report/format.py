@@ -69,9 +69,15 @@ def no_findings_text(run: Run) -> str:
     """What an empty findings list means for this run (the same words in every writer)."""
     if run.partial:
         return "No findings: the run was killed before memcheck could judge it (memory below, from its samples)."
+    unjudged = (
+        " No iteration ended (no backward, no optimizer step, no session.iteration()), so growth over"
+        " iterations was not judged: mark your loop's iterations with memcheck.current_session().iteration()."
+        if run.iterations == 0
+        else ""
+    )
     if run.error:
-        return "No memory problems found in what ran before the error."
-    return "No memory problems found."
+        return "No memory problems found in what ran before the error." + unjudged
+    return "No memory problems found." + unjudged
 
 
 def severity_counts(run: Run) -> str:

@@ -154,3 +154,13 @@ def test_ledger_rows_sit_next_to_traced_rows_in_run_sites() -> None:
     ledger_rows = {(r["site"], r["role"]): r for r in s.run.sites if r["source"] == "ledger"}
     assert ledger_rows[(site("w-line"), "param")]["bytes"] == 1024
     assert not [r for r in s.run.sites if r["role"] == "unowned" and r["site"] == site("w-line")]
+
+
+def test_a_tensor_made_through_the_standard_library_is_born_at_the_users_line() -> None:
+    import copy
+
+    layer = ag.nn.Linear(4, 3)
+    with memcheck.watch() as s:
+        c = copy.deepcopy(layer)  # deep-copied
+        rec = s.ledger.record_of(c.weight.data)
+    assert rec is not None and rec.site == site("deep-copied")  # not a line of copy.py
