@@ -42,14 +42,16 @@ def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKe
     longer name the holder does not erase the name an earlier one found.
     """
     out = dict(seen)
+    fresh: set[FindingKey] = set()  # keys this check already set
     for f in new:
         k = key(f)
         old = out.get(k)
         if old is not None and ((old.owner and not f.owner) or (old.sites and not f.sites)):
             continue  # a later check that can no longer name the holder or the line keeps what an earlier one named
-        if old is not None and severity_rank(old.severity) > severity_rank(f.severity):
-            continue  # one place, two findings (a backward that failed, a change it did not read): the worse
+        if k in fresh and old is not None and severity_rank(old.severity) > severity_rank(f.severity):
+            continue  # one check, one place, two findings (a failed backward, a change it did not read): the worse
         out[k] = f
+        fresh.add(k)
     return _one_cause(out)
 
 

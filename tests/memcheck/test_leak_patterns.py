@@ -938,3 +938,32 @@ def test_a_list_of_closures_that_keep_tensors_is_one_finding(tmp_path: Path) -> 
     )
     assert_leak(r, "closure variable 'value' of a lambda in DeferredLogger.log()")
     assert len(r.findings) == 1, [(f["kind"], f["owner"]) for f in r.findings]  # not also a growth of .pending
+
+
+def test_a_bounded_window_of_graphs_is_a_warning(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        from collections import deque
+
+
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            recent = deque(maxlen=20)
+            for step in range(200):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                recent.append(loss)  # culprit
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    found = [f for f in r.findings if f["kind"] == "retained_graph"]
+    assert found and found[0]["severity"] == "warning" and found[0]["owner"] == "local 'recent' of main()", r.explain()
+    assert r.rc == 0, r.explain()  # bounded: it wastes a fixed amount, it does not grow
