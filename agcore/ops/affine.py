@@ -167,7 +167,7 @@ class Linear(Function):
         rows = None
         if g.size >= _SMALL and ctx.needs_input_grad[1] and _donatable(g, x):
             n = g.size // g.shape[-1]
-            try:  # numpy refuses (ValueError) when anything but this frame refers to g
+            try:  # numpy refuses (ValueError) when anything but this frame refers to g (so: inline, not a helper)
                 g.resize((g.shape[-1], x.shape[-1]))
                 rows = n
             except ValueError:
@@ -200,7 +200,7 @@ class LinearReLU(Function):
         rows = None
         if g.size >= _SMALL and ctx.needs_input_grad[1] and _donatable(g, x):
             n = g.size // g.shape[-1]
-            try:  # numpy refuses (ValueError) when anything but this frame refers to g
+            try:  # numpy refuses (ValueError) when anything but this frame refers to g (so: inline, not a helper)
                 g.resize((g.shape[-1], x.shape[-1]))
                 rows = n
             except ValueError:
