@@ -75,7 +75,9 @@ def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
         return bool(mine) and any(path[: len(mine)] == mine for path in paths)
 
     def explained(f: Finding) -> bool:
-        unheld = not f.evidence.get("holder")
+        holder = f.evidence.get("holder")
+        # no holder, or only a root the walk stopped at with no named hop on the way ("unknown")
+        unheld = not holder or (isinstance(holder, dict) and holder.get("kind") == "unknown")
         if f.kind == "growth":
             return (
                 f.owner in retained
@@ -83,7 +85,7 @@ def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
                 or (unheld and bool(graphs) and f.evidence.get("probe") == "ledger")
                 or (bool(cycles) and unheld and f.bytes <= 2 * cycles)
             )
-        return f.kind == "retained_graph" and bool(cycles) and unheld and not f.owner
+        return f.kind == "retained_graph" and bool(cycles) and unheld
 
     return {k: f for k, f in table.items() if not explained(f)}
 
