@@ -128,6 +128,10 @@ class Inspector:
                     break
             del grown
             self.last_containers = tuple(found)
+        if not found and retention is None:  # no container seen growing: the ledger may still know who keeps
+            kept = heapscan.find_kept_buffers(self.rec)  # (this check only: it is asked again at the next)
+            if kept is not None and not _internal(kept.holder):
+                found.append(kept)
         found = [replace(c, holder=self._with_lines(c.holder)) for c in found]  # lines learnt since
         self._arm(tokens)
         holders.unpin_locals()

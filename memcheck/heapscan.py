@@ -88,6 +88,52 @@ def _head(retained: list[tuple[Any, Any]], iteration: int) -> tuple[Any, Any, An
     return node, info, node.output() if node.output is not None else None
 
 
+def find_kept_buffers(rec: Recorder) -> GrowingContainer | None:
+    """Who keeps buffers made in the loop that outlived their iteration, from several iterations.
+
+    A container that gains an item only now and then (a checkpoint or a model copy every epoch) grows
+    too slowly for two container scans to see; the ledger still knows which buffers the loop made and
+    kept. The holder of one from the iteration before the newest (the newest may still sit in a local)
+    is asked; the rate is what those buffers weigh over the iterations they span.
+    """
+    it = rec.iteration
+    kept = [r for r in rec.ledger.live_records() if r.role in _KEPT_ROLES and 1 <= r.birth_iter <= it - 3 and r.bytes]
+    births = sorted({r.birth_iter for r in kept})
+    if len(births) < 3 or births[-1] < it - max(10, (it - births[0]) // 2):
+        return None  # too few, or kept only early on (a warm-up, a cache filled once): not growing now
+    # two kept buffers of different iterations: the last object both are reached through is what keeps
+    # them all (the list of model copies, not one copy's own submodule)
+    targets = [next((r() for r in kept if r.birth_iter == b and r() is not None), None) for b in births[-3:-1]]
+    span = max(it - births[0], 1)
+    nbytes = sum(r.bytes for r in kept)
+    del kept
+    if any(t is None for t in targets):
+        return None
+    with holders.HEAP_WALK:
+        chains = [holders.find_chain(t, budget_s=0.5) for t in targets]
+    del targets
+    shared = 0
+    while all(len(c) > shared for c in chains) and all(c[shared] is chains[0][shared] for c in chains):
+        shared += 1
+    holder = holders.describe(chains[0][:shared]) if shared >= 2 else None
+    del chains
+    if holder is None or holder.kind == "unknown":
+        return None
+    return GrowingContainer(
+        holder=holder,
+        items=len(births),
+        items_per_iteration=len(births) / span,
+        bytes_per_iteration=nbytes / span,
+        item_type="ndarray",
+        same_item=0,
+        same_item_type="",
+    )
+
+
+#: buffers a loop keeps by mistake: outputs, copies of parameters, inputs (not gradients or optimizer state)
+_KEPT_ROLES = frozenset(("activation", "param", "input"))
+
+
 def _kind(t: type) -> int:
     """0: not a container a scan follows; 1: a list, dict or set (or a subclass); 2: a deque (it may be bounded)."""
     if issubclass(t, deque):
