@@ -127,9 +127,10 @@ def _summary(run: Run) -> list[tuple[str, str]]:
         ("mode", run.mode),
     ]
     _, ledger = series(run, "ledger_total_bytes", phases=(LOOP,))
-    if ledger:  # the loop's peak: at exit the watched code has usually freed everything
-        items.append(("peak ledger bytes", human_bytes(max(ledger))))
     live = run.ledger_summary.get("live_bytes")
+    if ledger:  # the loop's peak: at exit the watched code has usually freed everything
+        peak = max(max(ledger), live if isinstance(live, (int, float)) else 0)
+        items.append(("peak ledger bytes", human_bytes(peak)))
     if isinstance(live, (int, float)):
         items.append(("ledger bytes at exit", human_bytes(live)))
     return items
