@@ -27,7 +27,7 @@ from agcore.errors import AgcoreError, LeafInplaceError
 from agcore.observe import hooks as notify
 from agcore.observe import observers
 from agcore.sites import user_site
-from agcore.version import Version
+from agcore.version import Version, changed_in_place
 
 _STATE = scope.DEFAULT
 _Float = float  # Tensor defines methods named float and bool: annotations after them use these
@@ -852,9 +852,7 @@ class Tensor:
             with scope.no_grad():
                 out = fn.apply(self, *args, **(kwargs or {}))
             self.data[...] = out.data
-        version = self._counter().bump(op, site)
-        if observers:
-            notify.on_inplace(self, op, version, site)
+        changed_in_place(self, op, site)
         return self
 
     def _record_inplace(self, op: str, fn: Any, args: tuple, kwargs: dict, site: str) -> None:

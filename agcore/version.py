@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from agcore.observe import hooks as notify
+from agcore.observe import observers
+
 
 class Version:
     """How many in-place changes a storage has seen, and the last one's op and site.
@@ -23,3 +28,11 @@ class Version:
         self.op = op
         self.site = site
         return self.value
+
+
+def changed_in_place(t: Any, op: str, site: str) -> None:
+    """Record one in-place change of ``t``'s storage (an op, an optimizer update, a load): graphs that
+    saved it before can tell, and observers learn of it."""
+    version = t._counter().bump(op, site)
+    if observers:
+        notify.on_inplace(t, op, version, site)

@@ -7,9 +7,8 @@ from typing import Any
 import numpy
 
 from agcore import backend
-from agcore.observe import hooks as notify
-from agcore.observe import observers
 from agcore.tensor import Tensor
+from agcore.version import changed_in_place
 
 
 class Parameter(Tensor):
@@ -42,10 +41,4 @@ def _rebuild(data: Any, requires_grad: bool, name: str | None, tags: dict[str, A
     return p
 
 
-def _bump(t: Tensor, op: str, site: str) -> None:
-    counter = t._counter()
-    counter.value += 1
-    counter.op = op
-    counter.site = site
-    if observers:
-        notify.on_inplace(t, op, counter.value, site)
+_bump = changed_in_place  # init and load_state_dict change parameters in place

@@ -23,6 +23,7 @@ from agcore.observe import hooks as notify
 from agcore.observe import observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
+from agcore.version import changed_in_place
 
 #: elements per slice of an in-place update: the largest temporary an optimizer step makes
 CHUNK = 32768
@@ -253,16 +254,7 @@ def _host(value: Any) -> Any:
     return value
 
 
-def bump(p: Tensor, op: str, site: str) -> None:
-    """Record an optimizer's in-place change of ``p``: graphs that saved ``p`` before it can tell."""
-    counter = p._version
-    if counter is None:
-        counter = p._counter()
-    counter.value += 1
-    counter.op = op
-    counter.site = site
-    if observers:
-        notify.on_inplace(p, op, counter.value, site)
+bump = changed_in_place  # an optimizer's in-place change of a parameter
 
 
 def chunks(opt: Optimizer, p: Any, g: Any, *state: Any, rows: int = 2) -> Iterator[tuple[Any, ...]]:
