@@ -94,6 +94,19 @@ class HandMLP:
         return loss
 
 
+def torch_mlp(torch: Any, params: list) -> Any:
+    """The same MLP in PyTorch: ``Linear`` layers holding ``params`` (weights stored transposed, as torch
+    keeps them), ReLU between them. ``torch`` is passed in: the benches run without it too."""
+    layers: list[Any] = []
+    for i, (w, b) in enumerate(params):
+        lin = torch.nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers += [lin, torch.nn.ReLU()] if i < len(params) - 1 else [lin]
+    return torch.nn.Sequential(*layers)
+
+
 def agcore_step(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> Callable[[], Any]:
     """One agcore training step: zero_grad, forward, loss, backward, SGD."""
     model = ag.nn.MLP([params[0][0].shape[0]] + [w.shape[1] for w, _ in params])

@@ -43,6 +43,7 @@ from _models import (  # noqa: E402
     agcore_step,
     make_batch,
     make_params,
+    torch_mlp,
 )
 
 import agcore as ag  # noqa: E402
@@ -86,16 +87,7 @@ def torch_steps(params: list, x: np.ndarray, y: np.ndarray, loss: str) -> dict[s
                 p.grad = None
         return out.detach()
 
-    layers: list[Any] = []
-    for i, (w, b) in enumerate(params):
-        lin = torch.nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i < last:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    model = torch_mlp(torch, params)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
 
     def nn_step() -> Any:

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _models import BIG_BATCH, BIG_SIZES, LR, load_nanogpt, make_batch, make_params  # noqa: E402
+from _models import BIG_BATCH, BIG_SIZES, LR, load_nanogpt, make_batch, make_params, torch_mlp  # noqa: E402
 from bench_agcore_step import measure  # noqa: E402
 
 import agcore as ag  # noqa: E402
@@ -143,14 +143,7 @@ def big_mlp(torch: Any) -> dict[str, Any]:
         opt.step()
         return loss.item()
 
-    layers: list[Any] = []
-    for i, (w, b) in enumerate(params):
-        lin = torch.nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers += [lin, torch.nn.ReLU()] if i < len(params) - 1 else [lin]
-    tmodel = torch.nn.Sequential(*layers)
+    tmodel = torch_mlp(torch, params)
     topt = torch.optim.SGD(tmodel.parameters(), lr=LR)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
