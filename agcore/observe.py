@@ -88,7 +88,15 @@ class ObservedNode(Protocol):
 
 
 class Observer:
-    """Base class with a no-op method per event; override the ones you need."""
+    """Base class with a no-op method per event; override the ones you need.
+
+    ``listening`` narrows what an attached observer is called for: None (the default) means every
+    event it overrides, a set of event names means only those. An observer that changes it calls
+    :func:`refresh`, which costs a few microseconds: a checker can follow only some iterations'
+    ops and still see every iteration's boundary, at no cost per op in between.
+    """
+
+    listening: frozenset[str] | None = None
 
     def on_alloc(self, array: Any, role: str, owner: Any) -> None:
         """A new buffer: ``owner`` is the Tensor (an :class:`ObservedTensor`) it belongs to."""
@@ -133,6 +141,11 @@ def detach(observer: Observer) -> None:
     if observer in observers:
         observers.remove(observer)
         _rebuild()
+
+
+def refresh() -> None:
+    """Re-read which events the attached observers listen to (after one changed its ``listening``)."""
+    _rebuild()
 
 
 # event name -> the bound methods that override Observer's no-op, rebuilt on attach/detach,
@@ -180,13 +193,27 @@ class Hooks:
 hooks = Hooks()
 
 
+_OVERRIDDEN: dict[type, tuple[str, ...]] = {}
+
+
+def _overridden(cls: type) -> tuple[str, ...]:
+    """The events ``cls`` overrides (cached per class: :func:`refresh` runs while a program does)."""
+    names = _OVERRIDDEN.get(cls)
+    if names is None:
+        names = _OVERRIDDEN[cls] = tuple(n for n in _EVENTS if getattr(cls, n) is not getattr(Observer, n))
+    return names
+
+
 def _rebuild() -> None:
-    _handlers.clear()
-    for name in _EVENTS:
-        base = getattr(Observer, name)
-        found = tuple(getattr(o, name) for o in observers if getattr(type(o), name, base) is not base)
-        _handlers[name] = found
-        setattr(hooks, name, _noop if not found else found[0] if len(found) == 1 else _fan_out(found))
+    found: dict[str, list[Any]] = {name: [] for name in _EVENTS}
+    for o in observers:
+        listening = o.listening
+        for name in _overridden(type(o)):
+            if listening is None or name in listening:
+                found[name].append(getattr(o, name))
+    for name, calls in found.items():
+        _handlers[name] = handlers = tuple(calls)
+        setattr(hooks, name, _noop if not handlers else handlers[0] if len(handlers) == 1 else _fan_out(handlers))
 
 
 def wants(event: str) -> bool:

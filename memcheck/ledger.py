@@ -46,7 +46,7 @@ class BufferRecord(weakref.ref):
     """
 
     __slots__ = ("id", "bytes", "_dtype", "device", "role", "owner", "graph", "_site", "birth_iter",
-                 "death_iter", "tensor_ref", "key")  # fmt: skip
+                 "death_iter", "tensor_ref", "key", "tally")  # fmt: skip
 
     # weakref.ref's own __init__ takes (obj, callback); the fields are set by Ledger.add
     id: int
@@ -61,6 +61,7 @@ class BufferRecord(weakref.ref):
     death_iter: int | None
     tensor_ref: Any
     key: int
+    tally: WindowTally | None  # the sampled window it was recorded in (None: every op was followed then)
 
     @property
     def dtype(self) -> str:
@@ -119,6 +120,32 @@ class BufferRecord(weakref.ref):
         )
 
 
+class WindowTally:
+    """The live bytes recorded in one sampled window of iterations (:mod:`memcheck.opsampler`).
+
+    A buffer recorded in a window stands for its unrecorded twins of the gap after the window
+    too: a twin born ``k`` iterations into the gap is younger than the recorded buffer, so when
+    the recorded one is still alive its twin is too (same code, same lifetime). The window's
+    bytes therefore count ``1 + min(iterations since its end, gap) / window`` times: a buffer
+    kept forever counts as every iteration's, one that dies within its iteration about once.
+    """
+
+    __slots__ = ("bytes_by_role", "end", "gap", "width", "done")
+
+    def __init__(self, width: int) -> None:
+        self.bytes_by_role: dict[str, int] = {}
+        self.end: int | None = None  # the iteration the window ended at
+        self.gap = 0  # iterations of the gap after it
+        self.width = width  # iterations the window followed
+        self.done = False  # its gap is over: its weight is final and counted in the ledger's extra bytes
+
+    def extra_per_byte(self, iteration: int) -> float:
+        """What one recorded byte counts for beyond itself at ``iteration``."""
+        if self.end is None:
+            return 0.0
+        return min(max(iteration - self.end, 0), self.gap) / self.width
+
+
 class Ledger:
     """Records of the buffers a session saw; cheap to update from the engine adapter."""
 
@@ -129,6 +156,11 @@ class Ledger:
         self.total_records = 0  # also the id of the latest record
         self.iteration = 0
         self.on_death: Any = None  # callable(record), set while the cyclic gc runs
+        # sampled windows (memcheck.opsampler): the one recording now, the one whose gap runs, and the
+        # estimated bytes of the unrecorded twins of finished windows' live buffers, by role
+        self.tally: WindowTally | None = None
+        self._in_gap: WindowTally | None = None
+        self.extra_by_role: dict[str, float] = {}
         self._died_cb = self._died  # one bound method, not one per record
 
     def add(self, array: Any, role: str, tensor: Any, site: str | tuple[str, int], graph: str | None) -> bool:
@@ -155,6 +187,9 @@ class Ledger:
         rec.death_iter = None
         rec.tensor_ref = _new_ref(tensor) if tensor is not None and role in _NAMED_LATER else None
         rec.key = key
+        tally = rec.tally = self.tally
+        if tally is not None:
+            tally.bytes_by_role[role] = tally.bytes_by_role.get(role, 0) + nbytes
         self.live[key] = rec
         by_role = self.live_bytes_by_role
         by_role[role] = by_role.get(role, 0) + nbytes
@@ -167,9 +202,56 @@ class Ledger:
             return
         rec.death_iter = self.iteration
         self.live_bytes_by_role[rec.role] -= rec.bytes
+        tally = rec.tally
+        if tally is not None:
+            tally.bytes_by_role[rec.role] -= rec.bytes
+            if tally.done:
+                self.extra_by_role[rec.role] -= rec.bytes * tally.gap / tally.width
         self.recent_dead.append(rec)
         if self.on_death is not None:
             self.on_death(rec)
+
+    # -- sampled windows --------------------------------------------------------
+    def begin_window(self, width: int) -> None:
+        """A window of ``width`` followed iterations starts: the gap before it is over."""
+        self._close_gap()
+        self.tally = WindowTally(width)
+
+    def end_window(self, gap: int) -> None:
+        """The window ends; ``gap`` iterations go unfollowed after it."""
+        tally = self.tally
+        self.tally = None
+        if tally is not None:
+            self._close_gap()
+            tally.end, tally.gap = self.iteration, gap
+            self._in_gap = tally
+
+    def _close_gap(self) -> None:
+        tally, self._in_gap = self._in_gap, None
+        if tally is not None and not tally.done:
+            tally.done = True
+            extra = self.extra_by_role
+            for role, nbytes in tally.bytes_by_role.items():
+                extra[role] = extra.get(role, 0.0) + nbytes * tally.gap / tally.width
+
+    def estimated_bytes_by_role(self) -> dict[str, int]:
+        """Live bytes by role with sampled windows' unrecorded twins estimated (exact when every op was followed)."""
+        out = dict(self.live_bytes_by_role)
+        if not self.extra_by_role and self._in_gap is None:
+            return out
+        for role, extra in self.extra_by_role.items():
+            out[role] = out.get(role, 0) + int(round(extra))
+        tally = self._in_gap
+        if tally is not None:
+            per_byte = tally.extra_per_byte(self.iteration)
+            for role, nbytes in tally.bytes_by_role.items():
+                out[role] = out.get(role, 0) + int(round(nbytes * per_byte))
+        return out
+
+    def counted_bytes(self, rec: BufferRecord) -> float:
+        """What ``rec`` counts for now: its bytes, plus its unrecorded twins' when a sampled window made it."""
+        tally = rec.tally
+        return rec.bytes if tally is None else rec.bytes * (1.0 + tally.extra_per_byte(self.iteration))
 
     def role_of(self, array: Any) -> str | None:
         """The role ``array`` was recorded with, or None when it has no live record."""
@@ -231,19 +313,20 @@ class Ledger:
 
     def sites(self, iterations: int, limit: int = 50) -> list[SiteRow]:
         """Live bytes per (birth site, role); ``bytes_per_iteration`` when born across iterations."""
-        groups: dict[tuple[Any, str], list[int]] = {}
+        groups: dict[tuple[Any, str], list[Any]] = {}
         for rec in self.live_records():
             key = (rec._site, rec.role)
             g = groups.get(key)
             if g is None:
-                groups[key] = [rec.bytes, 1, rec.birth_iter, rec.birth_iter]
+                groups[key] = [rec.bytes, 1, rec.birth_iter, rec.birth_iter, self.counted_bytes(rec)]
             else:
                 g[0] += rec.bytes
                 g[1] += 1
                 g[2] = min(g[2], rec.birth_iter)
                 g[3] = max(g[3], rec.birth_iter)
+                g[4] += self.counted_bytes(rec)
         rows = []
-        for (site, role), (nbytes, count, first, last) in groups.items():
+        for (site, role), (nbytes, count, first, last, counted) in groups.items():
             span = last - first
             rows.append(
                 SiteRow(
@@ -251,7 +334,8 @@ class Ledger:
                     role=role,
                     bytes=nbytes,
                     count=count,
-                    bytes_per_iteration=(nbytes / (span + 1)) if span > 0 else None,
+                    # from the weighted bytes: windows that followed some iterations stand for the rest
+                    bytes_per_iteration=(counted / (span + 1)) if span > 0 else None,
                 )
             )
         rows.sort(key=lambda r: -r.bytes)

@@ -364,7 +364,7 @@ class Recorder:
         now = time.perf_counter()
         gc_counts, gc_collections = probes.gc_counts()
         gpu_used, gpu_total = self._gpu.read()
-        by_role = dict(self.ledger.live_bytes_by_role)
+        by_role = self.ledger.estimated_bytes_by_role()
         s = Sample(
             iteration=self.iteration,
             t=round(now - self.t0, 6),

@@ -36,6 +36,7 @@ from memcheck.detectors.growth import estimate_growth
 from memcheck.findings import Finding
 from memcheck.judge import FindingKey, judge, merge, ordered
 from memcheck.observations import observe as take_snapshot
+from memcheck.opsampler import WINDOW, OpSampler
 from memcheck.recorder import Recorder
 from memcheck.records import Sample, SiteRow
 from memcheck.run import Run
@@ -102,6 +103,9 @@ class Session:
         self.outcome = Outcome()
         self.unowned: list[SiteRow] = []
         self._adapter = AgcoreAdapter(self.recorder)
+        # which iterations' ops are followed: all in deep mode, else all at first, then sampled windows
+        self.ops = OpSampler(every_op=mode == "deep")
+        self._own_time = 0.0  # seconds memcheck spent in checks and samples during the loop
         # trace_sites traces sampled windows (deep mode traces everything, all the time)
         self.sampler = (
             SiteSampler(self.recorder.window, self._reconcile) if self.trace_sites and mode != "deep" else None
@@ -151,6 +155,8 @@ class Session:
             if exc is not None:
                 self._record_exception(exc)
             self.inspector.close()
+            if not self._adapter.following or self.ops.windows:
+                self._adapter.adopt_gradients()
             self.recorder.sample(phase="teardown", numpy_bytes=self.mode == "deep")
             if self.sampler is not None:
                 self.sampler.close(self.recorder.iteration)
@@ -228,6 +234,13 @@ class Session:
         rec = self.recorder
         it = rec.iteration
         now = time.perf_counter()
+        ops = self.ops
+        if it >= ops.next_at and ops.at_boundary(it, now, self._own_time, timed=not _tracing()):
+            self._adapter.follow_ops(ops.following)
+            if ops.following:
+                rec.ledger.begin_window(WINDOW)
+            else:
+                rec.ledger.end_window(ops.gap)
         sampler = self.sampler
         if sampler is not None and it >= sampler.next_at:
             windows = sampler.windows
@@ -326,6 +339,7 @@ class Session:
         if heap is not None and heap_after is not None:
             rec.own_heap += heap_after - heap
         self._last_deep_end = time.perf_counter()
+        self._own_time += self._last_deep_end - start
         # the dearest recent check sets the pace (a cheap one must not let an expensive one follow at once)
         self._deep_cost = max(self._last_deep_end - start, 0.5 * self._deep_cost)
 
@@ -335,6 +349,7 @@ class Session:
         s = self._last_sample = self.recorder.sample(phase=phase, numpy_bytes=self.mode == "deep")
         self._last_sample_t = time.perf_counter()
         self._sample_cost = self._last_sample_t - start
+        self._own_time += self._sample_cost
         return s
 
     def request_deep_check(self) -> None:
@@ -492,6 +507,7 @@ class Session:
                 "unowned_numpy_bytes": sum(r.bytes for r in self.unowned) if self.unowned else None,
                 "samples_kept": len(rec.samples),
                 "samples_taken": rec.samples.total,
+                "ops_followed": self.ops.summary(),
             },
             growth=growth,
             metadata=self._metadata,
@@ -528,6 +544,12 @@ def watch(
     """
     return Session(name=name, trace_sites=trace_sites, mode=mode, sample_every=sample_every, command=command,
                    boundaries=boundaries)  # fmt: skip
+
+
+def _tracing() -> bool:
+    import tracemalloc
+
+    return tracemalloc.is_tracing()
 
 
 def _metadata(command: str) -> dict[str, Any]:

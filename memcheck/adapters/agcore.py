@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from agcore import observe
 from agcore.observe import ObservedNode, ObservedTensor, Observer
 from agcore.sites import user_site_pair
 from memcheck.detectors.engine_errors import caught_error
@@ -20,6 +21,10 @@ from memcheck.recorder import Recorder
 _get_ident = threading.get_ident
 #: optimizer state attribute names agcore's optimizers keep per parameter
 _OPTIMIZER_ROLE = "optimizer_state"
+#: what an iteration whose ops are not followed still listens to: its end, and errors
+_BETWEEN_WINDOWS = frozenset(("on_step", "on_backward_begin", "on_backward_end", "on_error"))
+#: ... and, while recorded nodes hold saved tensors, their release and in-place changes to what they saved
+_BETWEEN_WINDOWS_SAVED = _BETWEEN_WINDOWS | {"on_saved_released", "on_inplace"}
 
 
 class AgcoreAdapter(Observer):
@@ -33,6 +38,16 @@ class AgcoreAdapter(Observer):
         self._node_made = recorder.node_made
         self._stepped = False  # an optimizer step already ended this iteration
         self._retained = False  # the running backward keeps its graph (retain_graph=True)
+        self.following = True  # this iteration's ops are followed (memcheck.opsampler)
+
+    def follow_ops(self, on: bool) -> None:
+        """Follow every op from now on, or only what ends an iteration (one rebuild of agcore's hooks)."""
+        self.following = on
+        if on:
+            self.listening = None
+        else:
+            self.listening = _BETWEEN_WINDOWS_SAVED if self.recorder.unreleased > 0 else _BETWEEN_WINDOWS
+        observe.refresh()
 
     # -- buffers ------------------------------------------------------------------------
     def on_alloc(self, array: Any, role: str, owner: Any) -> None:
@@ -69,6 +84,22 @@ class AgcoreAdapter(Observer):
             return
         self._node_made(node, node.site_pair, node.fn.__name__, node.graph.name, output.data.nbytes, node.checks)
 
+    def adopt_gradients(self) -> None:
+        """Record the gradients of live leaves that an unfollowed iteration made (at the session's end).
+
+        They are every parameter's, exactly: the last iteration may have been one whose ops were not followed.
+        """
+        rec = self.recorder
+        ledger = rec.ledger
+        tally, ledger.tally = ledger.tally, None
+        try:
+            for tensor, _site, _order in rec.live_leaves():
+                grad = getattr(tensor, "grad", None)
+                if grad is not None and hasattr(grad, "nbytes") and ledger.record_of(grad) is None:
+                    ledger.add(grad, "grad", tensor, rec.backward_site, None)
+        finally:
+            ledger.tally = tally
+
     def _adopt(self, tensor: Any) -> None:
         rec = self.recorder
         role = "param" if tensor.requires_grad else "input"
@@ -86,7 +117,10 @@ class AgcoreAdapter(Observer):
         if _get_ident() == self.thread:
             self._stepped = False
             self._retained = retain_graph
-            self.recorder.backward_began(user_site_pair(1))
+            if self.following:
+                self.recorder.backward_began(user_site_pair(1))
+            else:  # no gradient is recorded here: the last followed backward's site stays
+                self.recorder.backward_calls += 1
 
     def on_backward_end(self, root: ObservedTensor) -> None:
         if _get_ident() == self.thread and not self._retained:  # a graph kept for another backward: not the end
