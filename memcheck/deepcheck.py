@@ -11,6 +11,7 @@ the next check can say which of the candidate lines really ran.
 from __future__ import annotations
 
 import gc
+import sys
 import types
 from collections import Counter, deque
 from dataclasses import replace
@@ -276,8 +277,10 @@ def _own_containers(*owners: Any) -> set[int]:
     """ids of the containers memcheck's own objects keep (tables that grow with what they watch, such as
     the live nodes per birth iteration while graphs are kept): never a user's growth, never walked for."""
     out: set[int] = set()
-    for owner in owners:
-        for value in vars(owner).values():
+    # memcheck's module-level tables too (a cache of index pairs per series length, say)
+    modules = [m for name, m in list(sys.modules.items()) if name == "memcheck" or name.startswith("memcheck.")]
+    for owner in (*owners, *modules):
+        for value in list(vars(owner).values()):
             if isinstance(value, (dict, list, set, deque)):
                 out.add(id(value))
     return out

@@ -105,7 +105,7 @@ def find_kept_buffers(rec: Recorder) -> GrowingContainer | None:
     # them all (the list of model copies, not one copy's own submodule)
     targets = [next((r() for r in kept if r.birth_iter == b and r() is not None), None) for b in births[-3:-1]]
     span = max(it - births[0], 1)
-    nbytes = sum(r.bytes for r in kept)
+    nbytes = sum(rec.ledger.counted_bytes(r) for r in kept)  # sampled windows stand for the iterations between
     del kept
     if any(t is None for t in targets):
         return None

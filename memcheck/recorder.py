@@ -321,6 +321,11 @@ class Recorder:
         self.reported.append(finding)
 
     # -- iteration boundaries -----------------------------------------------------------
+    @property
+    def ends_at_steps(self) -> bool:
+        """Iterations end at optimizer steps (so a backward's end never ends one)."""
+        return self.boundaries == "step" or (self.boundaries == "auto" and self._engine_source == "step")
+
     def boundary(self, source: str) -> bool:
         """An iteration may have ended (``source``: user, step or backward); True when it counted.
 

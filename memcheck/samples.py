@@ -48,18 +48,13 @@ class SampleStore:
     def append(self, s: Sample) -> None:
         if self._n == self.capacity:
             self._decimate()
-        row = self._rows[self._n]
-        row.fill(np.nan)
-        for name in _SCALARS:
-            value = getattr(s, name)
-            if value is not None:
-                row[_COL[name]] = value
-        for role, value in s.ledger_bytes.items():
-            col = _COL.get("role:" + role)
-            if col is not None:
-                row[col] = value
-        row[_COL["gc0"] : _COL["gc2"] + 1] = s.gc_counts[:3]
-        row[_COL["teardown"]] = 1.0 if s.phase == "teardown" else 0.0
+        nan = math.nan
+        values = [nan if v is None else v for v in map(s.__getattribute__, _SCALARS)]
+        by_role = s.ledger_bytes
+        values.extend(by_role.get(role, nan) for role in ROLES)
+        values.extend(s.gc_counts[:3])
+        values.append(1.0 if s.phase == "teardown" else 0.0)
+        self._rows[self._n] = values  # one write of the whole row
         self._n += 1
         self.total += 1
 

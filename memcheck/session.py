@@ -117,6 +117,7 @@ class Session:
         self._last_sample: Sample | None = None
         self._scan_at: int | None = None  # iteration of the first container scan (taken while memory rose)
         self._followed = False
+        self._scan_rose = False  # memory rose when the first container scan was taken
         self._quiet_until = 0  # _at_boundary has nothing to do before this iteration...
         self._due_at = 0.0  # ...nor before this moment (perf_counter)
         self._deep_cost = 0.0  # seconds the last deep check took
@@ -264,7 +265,12 @@ class Session:
         # a deep check walks the heap: at most ~5% of the run's time, whatever the schedule says
         affordable = self._next_deep <= _ALWAYS_DEEP or now - self._last_deep_end >= _DEEP_DUTY * self._deep_cost
         follow_up = self._scan_at is not None and it - self._scan_at >= _FOLLOW_UP and not self._followed
-        if follow_up:  # memory rose at the last scan: a second scan soon names what grew, whatever it costs
+        # memory rose at the first scan, or rises now: a second scan soon names what grew, whatever it costs;
+        # after a baseline scan of a flat loop the second waits for the budget (or compares at the end)
+        follow_up = follow_up and (
+            self._scan_rose or now - self._last_deep_end >= _DEEP_DUTY * self._deep_cost or self._rising()
+        )
+        if follow_up:
             self._followed = True
             self._timed_check(containers=True)
         elif (it >= self._next_deep or self._deep_requested) and affordable:
@@ -275,7 +281,10 @@ class Session:
             # no memory signal), then only while memory rises
             baseline = self._scan_at is None and it >= _ALWAYS_DEEP
             # (not while a retained graph's named holder already explains the rise: the graph is the leak)
-            scan = (baseline or self._rising()) and self.inspector.graph_holder is None
+            rising = self._rising()
+            scan = (baseline or rising) and self.inspector.graph_holder is None
+            if scan and self._scan_at is None:
+                self._scan_rose = rising
             self._timed_check(containers=scan)
         elif it % 10 == 0 and not self._retained_seen and rec.retained_node_count(it - 1) > 0:
             self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
@@ -301,7 +310,10 @@ class Session:
         if not self._retained_seen:
             nxt = min(nxt, (it // 10 + 1) * 10)
         if self._scan_at is not None and not self._followed:
-            nxt = min(nxt, self._scan_at + _FOLLOW_UP)
+            if it < self._scan_at + _FOLLOW_UP or self._scan_rose:
+                nxt = min(nxt, self._scan_at + _FOLLOW_UP)
+            else:  # the follow-up of a baseline scan waits for the budget
+                self._due_at = min(self._due_at, self._last_deep_end + _DEEP_DUTY * self._deep_cost)
         if self.inspector.watch is not None:
             nxt = min(nxt, self.inspector.watch_closes_at)
         self._quiet_until = max(nxt, it + 1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -28,8 +29,13 @@ from typing import IO, Any
 from memcheck import probes
 from memcheck.slope import OnlineSlope, SlopeEstimate, estimate
 
-#: the slopes are re-estimated every this many samples (the session samples at most ~2% of the time)
+#: the slopes are re-estimated every this many samples at most, and only once the run has gone on for
+#: this many times what the last estimate cost (~3% of the time), or this many iterations passed
 _JUDGE_EVERY = 4
+_JUDGE_DUTY = 30.0
+_JUDGE_STALE = 160
+#: the samples file is flushed at most this often (seconds): a killed run loses at most that much
+_FLUSH_SECONDS = 0.25
 #: iterations per sample the soak's spans are counted in when the session samples on its own clock
 _NOMINAL_EVERY = 10
 #: samples a certain estimate needs, and how much of the run the window keeps
@@ -150,10 +156,25 @@ def _open_samples(path: str | Path | None, name: str) -> tuple[Path, IO[str]]:
     raise FileExistsError(f"no free samples file name in {folder}")
 
 
-def _write_sample(handle: IO[str], sample: Any) -> None:
-    row = sample.to_dict() if hasattr(sample, "to_dict") else sample
-    handle.write(json.dumps(row, default=str) + "\n")
-    handle.flush()  # a killed run keeps every line written so far
+class _SampleWriter:
+    """The JSONL stream: a line per sample, flushed every quarter second (a killed run keeps all but that).
+
+    Lines go to the file's byte buffer (one bytearray), not its text layer, whose list of pending
+    strings would read as a container growing with the iterations.
+    """
+
+    def __init__(self, handle: IO[str]) -> None:
+        handle.flush()
+        self.out = handle.buffer  # type: ignore[attr-defined]
+        self._flushed = 0.0
+
+    def write(self, sample: Any) -> None:
+        row = sample.to_dict() if hasattr(sample, "to_dict") else sample
+        self.out.write((json.dumps(row, default=str) + "\n").encode("utf-8"))
+        now = time.perf_counter()
+        if now - self._flushed >= _FLUSH_SECONDS:
+            self.out.flush()
+            self._flushed = now
 
 
 def _progress(enabled: bool, name: str, total: int) -> Any:
@@ -258,6 +279,10 @@ class _State:
         self.fixed = fixed  # samples every ``every`` iterations, not on the session's clock
         self.signals = signals
         self.handle = handle
+        self.writer = _SampleWriter(handle)
+        self._judge_cost = 0.0
+        self._judged_at = 0.0
+        self._judged_iteration = 0
         self.early_stop = early_stop
         self.every = every
         self.leak: tuple[str, float] | None = None
@@ -283,7 +308,7 @@ class _State:
         session = self.session
         first = session.recorder.samples.last()
         if first is not None:
-            _write_sample(self.handle, first)
+            self.writer.write(first)
         for i in range(iterations):
             step(i)
             self.ran = i + 1
@@ -292,7 +317,7 @@ class _State:
                 sample = session.sample()  # an outer session that samples on its own clock
             if sample is None:
                 continue
-            _write_sample(self.handle, sample)
+            self.writer.write(sample)
             if bar is not None:
                 self._show(bar, sample)
             if (self._judge(sample) or self._retained()) and self.early_stop:
@@ -327,9 +352,17 @@ class _State:
         if i < sig.ledger.warmup:
             return False
         self.judged += 1
-        if self.judged % _JUDGE_EVERY and sig.window_opened is None and self.estimates:
-            return False  # three robust slopes cost ~0.2 ms: every few samples is soon enough
+        if sig.window_opened is None and self.estimates:
+            if self.judged % _JUDGE_EVERY or (
+                i - self._judged_iteration < _JUDGE_STALE
+                and time.perf_counter() - self._judged_at < _JUDGE_DUTY * self._judge_cost
+            ):
+                return False  # three robust slopes cost ~0.2 ms: every few samples, ~3% of the time, is soon enough
+        start = time.perf_counter()
         est = self.estimates = sig.estimates()
+        self._judged_at = time.perf_counter()
+        self._judge_cost = self._judged_at - start
+        self._judged_iteration = i
         if sig.window_opened is not None:
             if i - sig.window_opened < _TRACE_SAMPLES * self.every:
                 return False  # let the window see a few iterations of growth first

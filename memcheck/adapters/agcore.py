@@ -21,10 +21,12 @@ from memcheck.recorder import Recorder
 _get_ident = threading.get_ident
 #: optimizer state attribute names agcore's optimizers keep per parameter
 _OPTIMIZER_ROLE = "optimizer_state"
-#: what an iteration whose ops are not followed still listens to: its end, and errors
-_BETWEEN_WINDOWS = frozenset(("on_step", "on_backward_begin", "on_backward_end", "on_error"))
+#: what an iteration whose ops are not followed still listens to: its end, and errors (where optimizer
+#: steps end the iterations, the step alone; else the backwards too)
+_AT_STEPS = frozenset(("on_step", "on_error"))
+_BETWEEN_WINDOWS = _AT_STEPS | {"on_backward_begin", "on_backward_end"}
 #: ... and, while recorded nodes hold saved tensors, their release and in-place changes to what they saved
-_BETWEEN_WINDOWS_SAVED = _BETWEEN_WINDOWS | {"on_saved_released", "on_inplace"}
+_SAVED = frozenset(("on_saved_released", "on_inplace"))
 
 
 class AgcoreAdapter(Observer):
@@ -46,7 +48,9 @@ class AgcoreAdapter(Observer):
         if on:
             self.listening = None
         else:
-            self.listening = _BETWEEN_WINDOWS_SAVED if self.recorder.unreleased > 0 else _BETWEEN_WINDOWS
+            rec = self.recorder
+            events = _AT_STEPS if rec.ends_at_steps else _BETWEEN_WINDOWS
+            self.listening = events | _SAVED if rec.unreleased > 0 else events
         observe.refresh()
 
     # -- buffers ------------------------------------------------------------------------
