@@ -47,9 +47,16 @@ def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention |
     retained = [(n, i) for n, i in rec.live_nodes() if i.birth_iter < cutoff]
     if not retained:
         return None, ()
-    iters = sorted({i.birth_iter for _, i in retained})
-    array_bytes = sum(r.bytes for r in rec.ledger.live_records() if r.role == "activation" and r.birth_iter < cutoff)
-    node_bytes = sum(_object_bytes(n) for n, _ in retained)
+    # a node or buffer a sampled window recorded stands for its unrecorded twins too (its weight)
+    weight_of_iteration = {i.birth_iter: i.weight for _, i in retained}
+    iters = sorted(weight_of_iteration)
+    ledger = rec.ledger
+    array_bytes = int(
+        sum(ledger.counted_bytes(r) for r in ledger.live_records() if r.role == "activation" and r.birth_iter < cutoff)
+    )
+    node_bytes = int(sum(_object_bytes(n) * i.weight for n, i in retained))
+    nodes = int(round(sum(i.weight for _, i in retained)))
+    iterations = int(round(sum(weight_of_iteration.values())))
     # a recent retained graph is nearest its holder (a running total chains each graph to the next), but
     # the newest may still sit in a local the loop reassigns after the step (``loss = train_step()``):
     # with several retained iterations the one before the newest is asked first, then the newest
@@ -67,8 +74,8 @@ def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention |
             if holder is not None:
                 break
     record = Retention(
-        nodes=sum(c for it, c in rec.nodes_by_iteration.items() if it < cutoff),
-        iterations=len(iters),
+        nodes=nodes,
+        iterations=iterations,
         first_iteration=iters[0],
         bytes=array_bytes + node_bytes,
         array_bytes=array_bytes,

@@ -130,17 +130,18 @@ class WindowTally:
     kept forever counts as every iteration's, one that dies within its iteration about once.
     """
 
-    __slots__ = ("bytes_by_role", "end", "gap", "width", "done")
+    __slots__ = ("bytes_by_role", "nodes", "end", "gap", "width", "done")
 
     def __init__(self, width: int) -> None:
         self.bytes_by_role: dict[str, int] = {}
+        self.nodes = 0  # graph nodes recorded in the window and still alive (the Recorder counts them)
         self.end: int | None = None  # the iteration the window ended at
         self.gap = 0  # iterations of the gap after it
         self.width = width  # iterations the window followed
         self.done = False  # its gap is over: its weight is final and counted in the ledger's extra bytes
 
     def extra_per_byte(self, iteration: int) -> float:
-        """What one recorded byte counts for beyond itself at ``iteration``."""
+        """What one recorded byte (or node) counts for beyond itself at ``iteration``."""
         if self.end is None:
             return 0.0
         return min(max(iteration - self.end, 0), self.gap) / self.width
@@ -161,6 +162,7 @@ class Ledger:
         self.tally: WindowTally | None = None
         self._in_gap: WindowTally | None = None
         self.extra_by_role: dict[str, float] = {}
+        self.extra_nodes = 0.0
         self._died_cb = self._died  # one bound method, not one per record
 
     def add(self, array: Any, role: str, tensor: Any, site: str | tuple[str, int], graph: str | None) -> bool:
@@ -233,6 +235,7 @@ class Ledger:
             extra = self.extra_by_role
             for role, nbytes in tally.bytes_by_role.items():
                 extra[role] = extra.get(role, 0.0) + nbytes * tally.gap / tally.width
+            self.extra_nodes += tally.nodes * tally.gap / tally.width
 
     def estimated_bytes_by_role(self) -> dict[str, int]:
         """Live bytes by role with sampled windows' unrecorded twins estimated (exact when every op was followed)."""
@@ -247,6 +250,24 @@ class Ledger:
             for role, nbytes in tally.bytes_by_role.items():
                 out[role] = out.get(role, 0) + int(round(nbytes * per_byte))
         return out
+
+    def weight_of(self, tally: WindowTally | None) -> float:
+        """What one thing recorded in ``tally``'s window counts for now (1 when every op was followed)."""
+        return 1.0 if tally is None else 1.0 + tally.extra_per_byte(self.iteration)
+
+    def estimated_nodes(self, live: int) -> int:
+        """Live graph nodes with sampled windows' unrecorded twins estimated (``live``: those recorded)."""
+        extra = self.extra_nodes
+        tally = self._in_gap
+        if tally is not None:
+            extra += tally.nodes * tally.extra_per_byte(self.iteration)
+        return live + int(round(extra))
+
+    def node_died(self, tally: WindowTally) -> None:
+        """A graph node recorded in ``tally``'s window died."""
+        tally.nodes -= 1
+        if tally.done:
+            self.extra_nodes -= tally.gap / tally.width
 
     def counted_bytes(self, rec: BufferRecord) -> float:
         """What ``rec`` counts for now: its bytes, plus its unrecorded twins' when a sampled window made it."""

@@ -31,7 +31,7 @@ MIN_DUTY = 1 / 32
 MAX_DUTY = 0.8
 #: what following is assumed to cost (ratio - 1) until both kinds of iteration were timed
 _ASSUMED_EXTRA = 0.8
-_SMOOTHING = 0.3
+_SMOOTHING = 0.1
 _NEVER = 1 << 62
 
 
@@ -91,18 +91,25 @@ class OpSampler:
         if first:  # the full phase ends: its last window's worth, timed, is the first window
             self.next_at = it + WINDOW
             self.windows = 1
+            self._draw_gap()
             return True
         if self.following:
-            duty = self.duty
-            mean_gap = WINDOW * (1.0 - duty) / duty
-            self._gap = max(1, round(self._rng.uniform(0.5, 1.5) * mean_gap))
+            # the gap was drawn when the window began: what the window itself cost (a model copy that
+            # happened to fall in it) must not size the gap its buffers stand for
             self.following = False
             self.next_at = it + self._gap
         else:
             self.following = True
             self.windows += 1
             self.next_at = it + WINDOW
+            self._draw_gap()
         return True
+
+    def _draw_gap(self) -> None:
+        """The gap after the window that begins now, from what following cost before it."""
+        duty = self.duty
+        mean_gap = WINDOW * (1.0 - duty) / duty
+        self._gap = max(1, round(self._rng.uniform(0.5, 1.5) * mean_gap))
 
     def summary(self) -> dict[str, float | int | bool]:
         """What the run records of how its ops were followed."""

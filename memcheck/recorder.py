@@ -41,10 +41,11 @@ _MAX_EVENTS = 256
 class NodeInfo:
     """What the Recorder remembers of a live graph node (kept as a tuple in the table)."""
 
-    __slots__ = ("birth_iter", "site_pair", "op", "graph", "out_bytes", "released")
+    __slots__ = ("birth_iter", "site_pair", "op", "graph", "out_bytes", "released", "weight")
 
     def __init__(self, birth_iter: int, site_pair: tuple[str, int], op: str, graph: str | None,
-                 out_bytes: int, released: bool) -> None:  # fmt: skip
+                 out_bytes: int, released: bool, weight: float = 1.0) -> None:  # fmt: skip
+        self.weight = weight  # what it counts for: more than itself when a sampled window recorded it
         self.birth_iter = birth_iter
         self.site_pair = site_pair
         self.op = op
@@ -63,7 +64,8 @@ class Recorder:
         self.thread = threading.get_ident()
         self.ledger = Ledger()
         self.iteration = 0
-        # weakref(node) -> [birth_iter, site_pair, op name, graph name, output bytes, released, counter ids]
+        # weakref(node) -> [birth_iter, site_pair, op name, graph name, output bytes, released, counter ids,
+        #                   the sampled window's tally or None]
         self.nodes: dict[Any, list[Any]] = {}
         self.nodes_by_iteration: Counter[int] = Counter()  # live nodes per birth iteration
         self.unreleased = 0
@@ -211,7 +213,10 @@ class Recorder:
         it = self.iteration
         if checks:  # indexed only when an in-place change needs it (most steps release every graph first)
             self._to_index.append((ref, checks))
-        self.nodes[ref] = [it, birth_site, op, graph, out_bytes, False, ()]
+        tally = self.ledger.tally
+        if tally is not None:
+            tally.nodes += 1
+        self.nodes[ref] = [it, birth_site, op, graph, out_bytes, False, (), tally]
         self.nodes_by_iteration[it] += 1
         self.unreleased += 1
 
@@ -255,6 +260,8 @@ class Recorder:
         info = self.nodes.pop(ref, None)
         if info is None:
             return
+        if info[7] is not None:
+            self.ledger.node_died(info[7])
         counts = self.nodes_by_iteration
         counts[info[0]] -= 1
         if counts[info[0]] <= 0:
@@ -278,7 +285,9 @@ class Recorder:
         for ref, info in list(self.nodes.items()):
             node = ref()
             if node is not None:
-                out.append((node, NodeInfo(*info[:6])))
+                birth, site, op, graph, out_bytes, released = info[:6]
+                weight = self.ledger.weight_of(info[7])
+                out.append((node, NodeInfo(birth, site, op, graph, out_bytes, released, weight)))
         return out
 
     def retained_node_count(self, cutoff: int) -> int:
@@ -381,7 +390,7 @@ class Recorder:
             ledger_bytes=by_role,
             ledger_total_bytes=sum(by_role.values()),
             live_tensors=len(self.ledger.live),
-            live_nodes=len(self.nodes),
+            live_nodes=self.ledger.estimated_nodes(len(self.nodes)),
             gc_counts=gc_counts,
             gc_collections=gc_collections,
             gpu_used_bytes=gpu_used,
