@@ -97,8 +97,18 @@ class Run:
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, indent: int | None = 1) -> str:
-        """The run as JSON text; also written to ``path`` when given (atomically)."""
-        text = json.dumps(self.to_dict(), indent=indent, default=_jsonable)
+        """The run as JSON text; also written to ``path`` when given (atomically).
+
+        With ``indent``, one top-level field a line, each value compact: readable, and written by the
+        C encoder (an indented dump goes through the pure-Python one, ~10x slower on a long run's samples).
+        """
+        data = self.to_dict()
+        if indent is None:
+            text = json.dumps(data, default=_jsonable)
+        else:
+            pad = " " * indent
+            fields = (f"{pad}{json.dumps(k)}: {json.dumps(v, default=_jsonable)}" for k, v in data.items())
+            text = "{\n" + ",\n".join(fields) + "\n}"
         if path is not None:
             from memcheck.report.files import write_text_atomic  # the one atomic writer
 

@@ -290,15 +290,17 @@ class Session:
             self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
             self._timed_check(containers=False)
         elif it >= self._next_deep or self._deep_requested:  # due but not affordable: wait for the budget
-            self._quiet_until = it + 1
-            self._due_at = min(self._due_at, self._last_deep_end + _DEEP_DUTY * self._deep_cost)
+            self._plan(it, deferred=True)
             return
         self._plan(it)
 
-    def _plan(self, it: int) -> None:
-        """The next iteration and the next moment at which :meth:`_at_boundary` has anything to do."""
-        nxt = self._next_deep
-        if self._deep_requested:
+    def _plan(self, it: int, deferred: bool = False) -> None:
+        """The next iteration and the next moment at which :meth:`_at_boundary` has anything to do.
+
+        ``deferred``: a deep check is due but waits for the time budget (not for an iteration).
+        """
+        nxt = 1 << 62 if deferred else self._next_deep
+        if self._deep_requested and not deferred:
             nxt = it + 1
         if self.sample_every is None:
             grid = 1 << max(it.bit_length() - 5, 0)
@@ -316,6 +318,8 @@ class Session:
                 self._due_at = min(self._due_at, self._last_deep_end + _DEEP_DUTY * self._deep_cost)
         if self.inspector.watch is not None:
             nxt = min(nxt, self.inspector.watch_closes_at)
+        if deferred:
+            self._due_at = min(self._due_at, self._last_deep_end + _DEEP_DUTY * self._deep_cost)
         self._quiet_until = max(nxt, it + 1)
 
     def _rising(self) -> bool:
