@@ -809,6 +809,19 @@ class Tensor:
     def pow_(self, exponent: Any) -> Tensor:
         return self._inplace("pow_", _ops.Pow, (exponent,), None)
 
+    # ``p -= lr * p.grad`` changes ``p`` in place, as in torch (not a new tensor bound to the name)
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
         return self._inplace("clamp_", _ops.Clamp, (), {"lo": min, "hi": max})
 

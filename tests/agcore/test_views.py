@@ -177,3 +177,19 @@ def test_inplace_writes_under_no_grad_go_straight_to_the_storage() -> None:
         logits[0, 0].fill_(7.0)
     assert logits.tolist() == [[7.0, 6.0, 3.0], [2.0, -float("inf"), 4.0]]
     assert logits.version == 3  # three changes of one storage, one through a view
+
+
+def test_augmented_assignment_changes_the_tensor_in_place_as_torch_does() -> None:
+    # ``p -= lr * p.grad`` under no_grad updates the parameter (a hand-written SGD step), not a new tensor
+    p = ag.ones(3, requires_grad=True)
+    (p * 2).sum().backward()
+    before = p
+    with ag.no_grad():
+        p -= 0.5 * p.grad
+        p *= 2.0
+        p /= 4.0
+        p += 1.0
+    assert p is before
+    np.testing.assert_allclose(p.data, [1.0, 1.0, 1.0])  # ((1 - 0.5 * 2) * 2) / 4 + 1
+    with pytest.raises(ag.AgcoreError, match="leaf"):
+        p += 1.0  # a leaf that requires grad, outside no_grad: refused, as torch refuses
