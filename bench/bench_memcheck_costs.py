@@ -555,6 +555,11 @@ def block_process(q: bool) -> None:
     script = tmp / "clean_tiny_mlp.py"
     script.write_text(SCRIPT.format(iters=iters))
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # both sides with bytecode caches, as on a user's machine (where PYTHONDONTWRITEBYTECODE is set, each
+    # spawn would compile every module again: agcore on both sides, memcheck's ~60 modules on one), written
+    # into the temporary folder, not beside the sources
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     cmds = {
         "python": [sys.executable, str(script)],
         "memcheck run": [sys.executable, "-m", "memcheck", "run", str(script), "-o", str(tmp / "reports")],

@@ -76,6 +76,7 @@ def find_retention(rec: Recorder, with_holder: bool = True) -> tuple[Retention |
     record = Retention(
         nodes=nodes,
         iterations=iterations,
+        seen_iterations=len(iters),
         first_iteration=iters[0],
         bytes=array_bytes + node_bytes,
         array_bytes=array_bytes,

@@ -154,7 +154,8 @@ class Retention:
     """Graph nodes alive past the iteration that made them, and who holds them."""
 
     nodes: int
-    iterations: int
+    iterations: int  # estimated: a sampled window's graph stands for its unrecorded twins
+    seen_iterations: int  # distinct iterations whose retained graphs were recorded: what the judge counts
     first_iteration: int
     bytes: int
     array_bytes: int

@@ -17,13 +17,15 @@ from memcheck.findings import Finding
 from memcheck.observations import Observations
 
 #: graphs of this many distinct earlier iterations make a leak; one graph that a variable still holds
-#: (the last ``loss`` of a finished loop, a tensor kept across a second backward) does not grow
+#: (the last ``loss`` of a finished loop, a tensor kept across a second backward) does not grow. Counted
+#: on the iterations actually recorded: one stale graph from a sampled window weighs as several
+#: iterations in the estimate of bytes, but it is still one graph
 MIN_ITERATIONS = 2
 
 
 def detect(obs: Observations) -> list[Finding]:
     r = obs.retention
-    if r is None or r.nodes == 0 or r.iterations < MIN_ITERATIONS:
+    if r is None or r.nodes == 0 or r.seen_iterations < MIN_ITERATIONS:
         return []
     holder = r.holder
     per_iter = r.bytes / max(r.iterations, 1)

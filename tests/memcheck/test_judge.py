@@ -94,9 +94,12 @@ def samples(
     return tuple(out)
 
 
-def retention(iterations: int = 5, nodes: int = 15, holder: Holder | None = HISTORY) -> Retention:
-    return Retention(nodes=nodes, iterations=iterations, first_iteration=0, bytes=4096, array_bytes=1024,
-                     node_bytes=3072, made_at="train.py:9", holder=holder)  # fmt: skip
+def retention(
+    iterations: int = 5, nodes: int = 15, holder: Holder | None = HISTORY, seen: int | None = None
+) -> Retention:
+    return Retention(nodes=nodes, iterations=iterations, seen_iterations=iterations if seen is None else seen,
+                     first_iteration=0, bytes=4096, array_bytes=1024, node_bytes=3072, made_at="train.py:9",
+                     holder=holder)  # fmt: skip
 
 
 def reported_dangling(site: str = "engine.py:3", owner: str = "mul.child") -> Finding:
@@ -249,6 +252,13 @@ def test_retained_graph_silent_without_retention_or_for_one_graph_a_variable_sti
     assert run(retained_graph.detect, snapshot()) == []
     assert run(retained_graph.detect, snapshot(retention=retention(nodes=0))) == []
     assert run(retained_graph.detect, snapshot(retention=retention(iterations=1))) == []
+
+
+def test_retained_graph_counts_recorded_iterations_not_a_sampled_windows_weight() -> None:
+    # one stale graph recorded in a sampled window weighs as six iterations in the byte estimate
+    assert run(retained_graph.detect, snapshot(retention=retention(iterations=6, seen=1))) == []
+    (f,) = run(retained_graph.detect, snapshot(retention=retention(iterations=6, seen=2)))
+    assert f.evidence["iterations_retained"] == 6
 
 
 # -- growth ----------------------------------------------------------------------------------------
