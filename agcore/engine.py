@@ -17,7 +17,7 @@ from agcore import backend
 from agcore.errors import AgcoreError, GraphReleasedError
 from agcore.node import Node
 from agcore.observe import hooks as notify
-from agcore.observe import observers
+from agcore.observe import observers, op_observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
 
@@ -141,7 +141,7 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
             node.shapes = node.args = None
             if not fn.trusted:  # custom Functions may have put arrays on ctx
                 node.__dict__.clear()
-            if observers:
+            if op_observers:
                 notify.on_saved_released(node, site)
         fresh = fn.trusted
         if not fresh:
@@ -213,10 +213,10 @@ def _write_leaf_grads(leaf_grads: dict[Tensor, list], foreign: set[int]) -> None
             buf = g if adopt else g.copy()
             adopted.add(id(buf))
             leaf.grad = buf
-            if observers:
+            if op_observers:
                 notify.on_alloc(buf, "grad", leaf)
                 notify.on_grad(leaf, buf, True)
         else:
             leaf.grad += g
-            if observers:
+            if op_observers:
                 notify.on_grad(leaf, leaf.grad, False)

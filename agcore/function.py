@@ -24,7 +24,7 @@ import numpy
 from agcore import backend, scope
 from agcore.node import Node
 from agcore.observe import hooks as notify
-from agcore.observe import observers, wants
+from agcore.observe import op_observers, wants
 from agcore.sites import INTERNAL_PREFIXES
 from agcore.tensor import Tensor
 from agcore.version import Version
@@ -117,7 +117,7 @@ class Function:
             out = Tensor._make(data, None, False)
             if cls.view or not cls.trusted:
                 _share_storage(out, args)
-            elif observers:
+            elif op_observers:
                 notify.on_alloc(data, "activation", out)
             return out
 
@@ -164,9 +164,9 @@ class Function:
             graph._nodes.add(node)
         if cls.view or not cls.trusted:
             _share_storage(out, args)
-        elif observers:
+        elif op_observers:
             notify.on_alloc(data, "activation", out)
-        if observers:
+        if op_observers:
             notify.on_node(node, out)
             if wants("on_save"):
                 for item in node.saved_items():
@@ -191,5 +191,5 @@ def _share_storage(out: Tensor, args: tuple) -> None:
                 node.checks = tuple((c[0], counter, counter.value, c[3]) if c[1] is old else c for c in node.checks)
             out._version = counter
             return
-    if observers:
+    if op_observers:
         notify.on_alloc(out.data, "activation", out)

@@ -2,10 +2,16 @@
 
 agcore knows nothing of who listens. A checker subclasses :class:`Observer`
 and calls :func:`attach`. With no observer attached every announcement costs
-the caller one truthiness check of :data:`observers`::
+the caller one truthiness check: of :data:`op_observers` for an op's events
+(buffers, nodes, saves, gradients, releases of saved tensors, in-place changes),
+of :data:`observers` for the others (backward, errors, optimizer steps)::
 
-    if observers:
+    if op_observers:
         hooks.on_alloc(array, role, owner)
+
+An observer that narrows what it listens to (:attr:`Observer.listening`) to the
+ends of iterations is not in :data:`op_observers`: ops then cost nothing more
+than with no observer at all.
 
 Roles of a buffer: ``param``, ``input``, ``activation``, ``grad``,
 ``optimizer_state``. Saving is an event on a buffer that already exists. A view
@@ -32,6 +38,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 observers: list[Observer] = []
+#: the attached observers that listen to at least one of an op's events (:data:`OP_EVENTS`)
+op_observers: list[Observer] = []
+#: the events announced from inside ops, behind ``if op_observers:``
+OP_EVENTS = frozenset(("on_alloc", "on_node", "on_save", "on_saved_released", "on_grad", "on_inplace"))
 
 
 class ObservedVersion(Protocol):
@@ -206,11 +216,15 @@ def _overridden(cls: type) -> tuple[str, ...]:
 
 def _rebuild() -> None:
     found: dict[str, list[Any]] = {name: [] for name in _EVENTS}
+    per_op: list[Observer] = []
     for o in observers:
         listening = o.listening
         for name in _overridden(type(o)):
             if listening is None or name in listening:
                 found[name].append(getattr(o, name))
+                if name in OP_EVENTS and (not per_op or per_op[-1] is not o):
+                    per_op.append(o)
+    op_observers[:] = per_op  # in place: agcore's modules hold this very list
     for name, calls in found.items():
         _handlers[name] = handlers = tuple(calls)
         setattr(hooks, name, _noop if not handlers else handlers[0] if len(handlers) == 1 else _fan_out(handlers))

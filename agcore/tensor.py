@@ -25,7 +25,7 @@ from typing import Any
 from agcore import backend, scope
 from agcore.errors import AgcoreError, LeafInplaceError
 from agcore.observe import hooks as notify
-from agcore.observe import observers
+from agcore.observe import op_observers
 from agcore.sites import user_site
 from agcore.version import Version, changed_in_place
 
@@ -106,7 +106,7 @@ class Tensor:
         self.name = name
         self._version: Version | None = None  # made on first need: a save, a view, an in-place change
         self._view = self._hooks = None  # a view's ViewInfo; a leaf's gradient hooks
-        if observers:
+        if op_observers:
             notify.on_alloc(data, role or ("param" if requires_grad else "input"), self)
 
     @classmethod
@@ -1037,7 +1037,7 @@ def _val(x: Any) -> Any:
 def _const(data: Any) -> Tensor:
     """A result outside autograd (comparisons, integer results), announced as a new buffer."""
     out = Tensor._make(backend.xp_of(data).asarray(data) if not backend.is_array(data) else data, None, False)
-    if observers:
+    if op_observers:
         notify.on_alloc(out.data, "activation", out)
     return out
 

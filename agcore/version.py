@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agcore.observe import hooks as notify
-from agcore.observe import observers
+from agcore.observe import op_observers
 
 
 class Version:
@@ -34,5 +34,5 @@ def changed_in_place(t: Any, op: str, site: str) -> None:
     """Record one in-place change of ``t``'s storage (an op, an optimizer update, a load): graphs that
     saved it before can tell, and observers learn of it."""
     version = t._counter().bump(op, site)
-    if observers:
+    if op_observers:
         notify.on_inplace(t, op, version, site)

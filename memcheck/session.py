@@ -49,8 +49,8 @@ MODES = ("default", "deep")
 _AUTO_SAMPLE_SECONDS = 0.002  # a sample costs ~20 µs: at most ~1-2% of the time
 #: deep checks at these iterations, then every doubling
 _FIRST_DEEP = 10
-#: a deep check waits until the run has gone on for this many times its last cost (~5% of the time)
-_DEEP_DUTY = 20.0
+#: a deep check waits until the run has gone on for this many times its last cost (~2.5% of the time)
+_DEEP_DUTY = 40.0
 #: iterations after the first container scan when a second one compares (once, whatever it costs)
 _FOLLOW_UP = 16
 #: the scheduled deep checks up to this iteration run whatever they cost (a fixed few)
@@ -117,7 +117,6 @@ class Session:
         self._last_sample: Sample | None = None
         self._scan_at: int | None = None  # iteration of the first container scan (taken while memory rose)
         self._followed = False
-        self._scan_rose = False  # memory rose when the first container scan was taken
         self._quiet_until = 0  # _at_boundary has nothing to do before this iteration...
         self._due_at = 0.0  # ...nor before this moment (perf_counter)
         self._deep_cost = 0.0  # seconds the last deep check took
@@ -262,14 +261,12 @@ class Session:
             self._timed_check(containers=False)
             self._plan(it)
             return
-        # a deep check walks the heap: at most ~5% of the run's time, whatever the schedule says
+        # a deep check walks the heap: at most ~2.5% of the run's time, whatever the schedule says
         affordable = self._next_deep <= _ALWAYS_DEEP or now - self._last_deep_end >= _DEEP_DUTY * self._deep_cost
+        # a second scan soon after the first names what grew, whatever it costs: a list that gains a pointer an
+        # iteration (the same buffer appended) moves no memory signal, and at the session's end the loop's
+        # frame, and the list with it, may be gone
         follow_up = self._scan_at is not None and it - self._scan_at >= _FOLLOW_UP and not self._followed
-        # memory rose at the first scan, or rises now: a second scan soon names what grew, whatever it costs;
-        # after a baseline scan of a flat loop the second waits for the budget (or compares at the end)
-        follow_up = follow_up and (
-            self._scan_rose or now - self._last_deep_end >= _DEEP_DUTY * self._deep_cost or self._rising()
-        )
         if follow_up:
             self._followed = True
             self._timed_check(containers=True)
@@ -283,8 +280,6 @@ class Session:
             # (not while a retained graph's named holder already explains the rise: the graph is the leak)
             rising = self._rising()
             scan = (baseline or rising) and self.inspector.graph_holder is None
-            if scan and self._scan_at is None:
-                self._scan_rose = rising
             self._timed_check(containers=scan)
         elif it % 10 == 0 and not self._retained_seen and rec.retained_node_count(it - 1) > 0:
             self._retained_seen = True  # graphs outlive their iteration: look now, once, whatever it costs
@@ -312,10 +307,7 @@ class Session:
         if not self._retained_seen:
             nxt = min(nxt, (it // 10 + 1) * 10)
         if self._scan_at is not None and not self._followed:
-            if it < self._scan_at + _FOLLOW_UP or self._scan_rose:
-                nxt = min(nxt, self._scan_at + _FOLLOW_UP)
-            else:  # the follow-up of a baseline scan waits for the budget
-                self._due_at = min(self._due_at, self._last_deep_end + _DEEP_DUTY * self._deep_cost)
+            nxt = min(nxt, self._scan_at + _FOLLOW_UP)
         if self.inspector.watch is not None:
             nxt = min(nxt, self.inspector.watch_closes_at)
         if deferred:

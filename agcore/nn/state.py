@@ -14,7 +14,7 @@ import numpy
 from agcore import backend
 from agcore.nn.parameter import _bump
 from agcore.observe import hooks as notify
-from agcore.observe import observers
+from agcore.observe import op_observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
 
@@ -197,7 +197,7 @@ def _convert_tensor(t: Tensor, dtype: Any, xp: Any, role: str) -> None:
     if new is data:
         return
     t.data = new
-    if observers:
+    if op_observers:
         notify.on_alloc(new, role, t)
     g = t.grad
     if g is not None:
@@ -208,5 +208,5 @@ def _convert_tensor(t: Tensor, dtype: Any, xp: Any, role: str) -> None:
             g2 = g2.astype(new.dtype)
         if g2 is not g:
             t.grad = g2
-            if observers:
+            if op_observers:
                 notify.on_alloc(g2, "grad", t)

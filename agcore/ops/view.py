@@ -25,7 +25,7 @@ from agcore import backend, scope
 from agcore.function import Function
 from agcore.node import Node
 from agcore.observe import hooks as notify
-from agcore.observe import observers
+from agcore.observe import op_observers
 from agcore.ops._util import unbroadcast
 from agcore.tensor import Tensor, ViewInfo, _set_grad_fn, _set_requires_grad, _View, as_view
 
@@ -240,7 +240,7 @@ def regenerate(view: Tensor, info: ViewInfo) -> None:
     node.output = weakref.ref(view)
     _set_grad_fn(view, node)
     _set_requires_grad(view, True)
-    if observers:
+    if op_observers:
         notify.on_node(node, view)
 
 
@@ -254,5 +254,5 @@ def copy_slices(view: Tensor, info: ViewInfo, op_node: Any, site_pair: tuple) ->
     node.output = weakref.ref(base)
     base.grad_fn = node
     base.requires_grad = True
-    if observers:
+    if op_observers:
         notify.on_node(node, base)

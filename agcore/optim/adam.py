@@ -15,7 +15,7 @@ from typing import Any
 
 from numpy import add, divide, multiply, sqrt, subtract
 
-from agcore.observe import observers
+from agcore.observe import op_observers
 from agcore.optim.optimizer import Optimizer, bump, chunks
 
 
@@ -114,7 +114,7 @@ class Adam(Optimizer):
                 multiply(d, step_size, out=d)
                 subtract(pc, d, out=pc)  # p -= step_size * m / (sqrt(v) / sqrt(bc2) + eps)
             counter = p._version
-            if counter is None or observers:
+            if counter is None or op_observers:
                 bump(p, op, site)
             else:
                 counter.value += 1

@@ -20,7 +20,7 @@ from typing import Any
 
 from agcore import backend, scope
 from agcore.observe import hooks as notify
-from agcore.observe import observers
+from agcore.observe import observers, op_observers
 from agcore.sites import user_site
 from agcore.tensor import Tensor
 from agcore.version import changed_in_place
@@ -153,7 +153,7 @@ class Optimizer:
             xp = backend.xp_of(p.data)
             buf = xp.zeros_like(p.data) if fill is None else xp.array(fill, copy=True)
             state[key] = buf
-            if observers:
+            if op_observers:
                 notify.on_alloc(buf, "optimizer_state", p)
         return buf
 
@@ -232,7 +232,7 @@ class Optimizer:
                 if buf.shape != p.data.shape:
                     raise ValueError(f"optimizer state {key!r} has shape {buf.shape}, the parameter {p.data.shape}")
                 state[key] = buf
-                if observers:
+                if op_observers:
                     notify.on_alloc(buf, "optimizer_state", p)
 
     def __repr__(self) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from numpy import add, float32, float64, multiply, ndarray, negative, subtract
 
-from agcore.observe import observers
+from agcore.observe import op_observers
 from agcore.optim.optimizer import CHUNK, Optimizer, bump, chunks, required
 
 try:  # SciPy's BLAS, when installed: y += a * x in place, one pass, no temporary
@@ -88,7 +88,7 @@ class SGD(Optimizer):
             else:
                 self._update(p, data, g, lr, group)
             counter = p._version
-            if counter is None or observers:
+            if counter is None or op_observers:
                 bump(p, op, site)
             else:  # bump, inlined
                 counter.value += 1

@@ -103,10 +103,38 @@ def test_observers_can_narrow_what_they_listen_to() -> None:
         observe.refresh()
         ag.zeros(3)
         assert observe.hooks.on_alloc is observe._noop and calls == ["input"]
+        # listening to steps only, it is not asked about ops at all: they skip their announcements
+        assert listener in observe.observers and listener not in observe.op_observers
         listener.listening = None
         observe.refresh()
         ag.zeros(3)
-        assert calls == ["input", "input"]
+        assert calls == ["input", "input"] and observe.op_observers == [listener]
+    finally:
+        observe.detach(listener)
+    assert listener not in observe.op_observers
+
+
+def test_an_observer_listening_to_one_op_event_is_asked_about_ops() -> None:
+    changes: list[str] = []
+
+    class InPlace(observe.Observer):
+        listening = frozenset({"on_inplace", "on_step"})
+
+        def on_inplace(self, tensor: object, op: str, version: int, site: str) -> None:
+            changes.append(op)
+
+        def on_step(self, optimizer: object) -> None:
+            changes.append("step")
+
+    w = ag.ones(4, requires_grad=True)
+    opt = ag.optim.SGD([w], lr=0.1)
+    listener = InPlace()
+    observe.attach(listener)
+    try:
+        assert observe.op_observers == [listener]
+        (w * 2.0).sum().backward()
+        opt.step()  # the update is an in-place change the observer hears of, then the step
+        assert changes[-1] == "step" and len(changes) >= 2 and all("step" in c for c in changes)
     finally:
         observe.detach(listener)
 
