@@ -39,6 +39,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECL
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
+import inspect  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -465,7 +466,8 @@ def block_loops(q: bool) -> None:
             row(f"{kind} MLP: {v} / plain", f"{ratio:.2f}x",
                 f"<= {goal}x" if goal else "reference", None if goal is None else ratio <= goal)  # fmt: skip
     # the soak at its defaults, whole call, vs the same plain loop
-    iters, reps_s = (300, 2) if q else (2000, 3)
+    # the soak's own default length (5000 iterations) unless quick
+    iters, reps_s = (300, 2) if q else (inspect.signature(memcheck.soak).parameters["iterations"].default, 3)
     step = train_step("tiny")
     stopped = []
 

@@ -250,9 +250,9 @@ class Session:
         if it < self._quiet_until and now < self._due_at:
             return  # nothing is scheduled before then: the common case costs two comparisons
         if self.sample_every is None:
-            # every ~2 ms of run time (at most ~2% of it), and at least ~32 samples per doubling of
-            # the iterations, so a short run of fast iterations still has enough points for a slope
-            due = it % (1 << max(it.bit_length() - 5, 0)) == 0 and now - self._last_sample_t >= 10 * self._sample_cost
+            # every ~2 ms of run time (at most ~2% of it), and up to ~32 samples per doubling of the
+            # iterations (at most ~4% of it), so a short run of fast iterations still has points for a slope
+            due = it % (1 << max(it.bit_length() - 5, 0)) == 0 and now - self._last_sample_t >= 25 * self._sample_cost
             if due or now - self._last_sample_t >= max(_AUTO_SAMPLE_SECONDS, 50 * self._sample_cost):
                 self.sample()
         elif it % self.sample_every == 0:
@@ -359,6 +359,13 @@ class Session:
         self._sample_cost = self._last_sample_t - start
         self._own_time += self._sample_cost
         return s
+
+    def resample(self, every: int) -> None:
+        """Sample every ``every`` iterations from the next boundary on (a soak thins its samples this way)."""
+        if every < 1:
+            raise ValueError(f"every={every}: must be 1 or more")
+        self.sample_every = every
+        self._quiet_until = 0  # plan again at the next boundary
 
     def request_deep_check(self) -> None:
         """Look at the heap at the next boundary (a soak does this when growth is suspected)."""

@@ -22,9 +22,10 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from memcheck import probes
 from memcheck.slope import OnlineSlope, SlopeEstimate, estimate
@@ -38,6 +39,12 @@ _JUDGE_STALE = 160
 _FLUSH_SECONDS = 0.25
 #: iterations per sample the soak's spans are counted in when the session samples on its own clock
 _NOMINAL_EVERY = 10
+#: ``sample_every="auto"``: every :data:`_NOMINAL_EVERY` iterations for this many samples, then half as
+#: often at each doubling of the iterations (half this many samples per doubling), as often again
+#: while growth is suspected. A soak of 10k iterations takes ~225 samples instead of 1000, one of 1M
+#: ~600 instead of 100k: on a fast step a sample (probes, its JSONL line, its share of the judging)
+#: costs as much as a few steps
+_THIN_AFTER = 100
 #: samples a certain estimate needs, and how much of the run the window keeps
 _MIN_SAMPLES = 12
 _WINDOW = 64
@@ -115,6 +122,8 @@ def _leak(est: dict[str, SlopeEstimate], traced_bpi: float | None, min_bytes: fl
     return None
 
 
+#: the signals whose last few samples bring ``sample_every="auto"`` back to every 10 iterations when they rise
+_RECENT = ("ledger", "nodes", "rss")
 #: the "rss" signal reads the C heap where glibc has mallinfo2 (exact), else RSS
 _FIELDS = {"ledger": "ledger_total_bytes", "nodes": "live_nodes", "rss": "heap_bytes" if _HAS_HEAP else "rss_bytes"}
 
@@ -203,7 +212,7 @@ def _mib(n: float | None) -> str:
 def soak(
     step: Callable[[int], Any],
     iterations: int = 5000,
-    sample_every: int | None = 10,
+    sample_every: int | Literal["auto"] | None = "auto",
     warmup: int | None = None,
     early_stop: bool = True,
     samples_path: str | Path | None = None,
@@ -216,9 +225,12 @@ def soak(
 ) -> Any:
     """Call ``step(i)`` ``iterations`` times under a memcheck session and return the session.
 
-    Samples are taken every ``sample_every`` iterations; ``sample_every=None`` samples on
-    the session's own clock (every ~2 ms of run time, at most ~2% of it, and at least ~32
-    per doubling of the iterations).
+    Samples are taken every ``sample_every`` iterations. ``"auto"`` (the default): every
+    10 iterations for the first 1000, then half as often at each doubling of the iterations
+    (about 50 samples per doubling: a long soak keeps a small JSONL and a fast step is not
+    slowed by its probes), every 10 again while growth is suspected. ``sample_every=None``
+    samples on the session's own clock (every ~2 ms of run time, at most ~2% of it, and up to ~32
+    per doubling of the iterations, at most ~4% of it).
     ``warmup`` (default 50) iterations are ignored by the growth
     estimate; a leak must then last ``min_span`` iterations (default 150)
     before the soak stops early, so a cache cleared more often than
@@ -233,11 +245,14 @@ def soak(
     """
     import memcheck
 
-    if iterations < 0 or (sample_every is not None and sample_every < 1):
+    auto = sample_every == "auto"
+    if iterations < 0 or not (auto or sample_every is None or (isinstance(sample_every, int) and sample_every >= 1)):
         raise ValueError(
-            f"iterations={iterations}, sample_every={sample_every}: need iterations >= 0, sample_every >= 1"
+            f"iterations={iterations}, sample_every={sample_every!r}: need iterations >= 0 and "
+            'sample_every >= 1, "auto" or None'
         )
-    every = sample_every or _NOMINAL_EVERY  # the iteration scale of the warm-up, the span and the windows
+    fixed: int | None = _NOMINAL_EVERY if auto else sample_every  # type: ignore[assignment]
+    every = fixed or _NOMINAL_EVERY  # the iteration scale of the warm-up, the span and the windows
     warmup = 5 * every if warmup is None else warmup
     min_span = 15 * every if min_span is None else min_span
     start = session.iterations if session is not None else 0  # an outer session may have run already
@@ -246,8 +261,8 @@ def soak(
     path, handle = _open_samples(samples_path, name)
     own = session is None
     if own:
-        session = memcheck.watch(name=name, sample_every=sample_every, **watch_kwargs)
-    state = _State(session, signals, handle, early_stop, every, fixed=sample_every is not None)
+        session = memcheck.watch(name=name, sample_every=fixed, **watch_kwargs)
+    state = _State(session, signals, handle, early_stop, every, fixed=fixed is not None, thin=auto, owns=own)
     session.outcome.samples_path = str(path)
     bar = _progress(progress, name, iterations)
     try:
@@ -273,10 +288,23 @@ class _State:
     """The soak loop and its bookkeeping (kept out of ``soak`` so each piece reads on its own)."""
 
     def __init__(
-        self, session: Any, signals: _Signals, handle: IO[str], early_stop: bool, every: int, fixed: bool = True
+        self,
+        session: Any,
+        signals: _Signals,
+        handle: IO[str],
+        early_stop: bool,
+        every: int,
+        fixed: bool = True,
+        thin: bool = False,
+        owns: bool = True,
     ) -> None:
         self.session = session
         self.fixed = fixed  # samples every ``every`` iterations, not on the session's clock
+        self.thin = thin  # fewer samples as the run goes on (sample_every="auto")
+        self.owns = owns  # the soak made the session (and may change how often it samples)
+        self.spacing = every  # iterations between samples now
+        self.suspect = False  # the last judgement suspected growth
+        self._recent: deque[tuple[Any, ...]] = deque(maxlen=3)  # (iteration, ledger, nodes, heap) of the last samples
         self.signals = signals
         self.handle = handle
         self.writer = _SampleWriter(handle)
@@ -313,7 +341,7 @@ class _State:
             step(i)
             self.ran = i + 1
             sample = session.iteration()
-            if sample is None and self.fixed and self.ran % self.every == 0 and session.sample_every != self.every:
+            if sample is None and self.fixed and self.ran % self.spacing == 0 and session.sample_every != self.spacing:
                 sample = session.sample()  # an outer session that samples on its own clock
             if sample is None:
                 continue
@@ -323,6 +351,41 @@ class _State:
             if (self._judge(sample) or self._retained()) and self.early_stop:
                 session.outcome.stopped_early = True
                 return
+            if self.thin:
+                self._pace(sample)
+
+    def _pace(self, sample: Any) -> None:
+        """``sample_every="auto"``: the spacing doubles with each doubling of the iterations past the first
+        :data:`_THIN_AFTER` samples' worth; back to the base while growth is suspected or traced, or while
+        the last samples rise (a leak that starts late must not wait for a window of sparse samples)."""
+        iteration = sample["iteration"]
+        recent = self._recent
+        recent.append((iteration, *(sample.get(_FIELDS[k]) for k in _RECENT)))
+        base = self.every
+        spacing = base
+        if not self.suspect and self.signals.window_opened is None and not self._rising_lately():
+            past = iteration // (base * _THIN_AFTER)
+            spacing = base << past.bit_length()  # 1000-2000: x2, 2000-4000: x4, ...
+            spacing = spacing if iteration % spacing == 0 else self.spacing  # change only on the new grid
+        if spacing != self.spacing:
+            self.spacing = spacing
+            if self.owns:
+                self.session.resample(spacing)
+
+    def _rising_lately(self) -> bool:
+        """Whether a signal rose at every one of the last samples, by at least a leak's rate overall."""
+        recent = self._recent
+        if len(recent) < recent.maxlen:  # type: ignore[operator]
+            return False
+        span = recent[-1][0] - recent[0][0]
+        floors = (self.signals.min_bytes, 0.5, self.signals.min_bytes)  # ledger bytes, nodes, heap bytes
+        for k, floor in enumerate(floors, 1):
+            ys = [row[k] for row in recent]
+            if None in ys or span <= 0:
+                continue
+            if all(b > a for a, b in zip(ys, ys[1:])) and (ys[-1] - ys[0]) / span >= floor:
+                return True
+        return False
 
     def _retained(self) -> bool:
         """A retained graph the session's checks found: certain by itself, no slope needed."""
@@ -368,6 +431,7 @@ class _State:
                 return False  # let the window see a few iterations of growth first
             self._close_window(i)
         leak = _leak(est, self.traced_bpi, sig.min_bytes)
+        self.suspect = leak is not None or sig.suspected(est)
         if leak is not None and self.traced is not None:
             self.leak, self.leak_at = leak, i
             return True

@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--sample-every",
         type=_positive,
         metavar="K",
-        help="take a probe sample every K iterations (default: memcheck.soak's)",
+        help="take a probe sample every K iterations (default: every 10, thinning as the run goes on)",
     )
     p.add_argument("--no-early-stop", action="store_true", help="run all N iterations even once a leak is certain")
     p.add_argument("--fixed", action="store_true", help="run the scenario's fixed step instead of the buggy one")

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,16 +75,19 @@ def ensure_dir(out_dir: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str | Sequence[str]) -> Path:
     """Write through a temporary file in the same folder, then rename: never half a report.
 
     This is memcheck's only file writer for reports (JSON, HTML, text, the shared chart script).
+    ``text`` may come in pieces, written in order (a page around an inlined 4.8 MB script is
+    never joined into one string).
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            for piece in (text,) if isinstance(text, str) else text:
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

@@ -177,3 +177,39 @@ def test_numpy_arrays_kept_per_iteration_stop_the_soak_within_300_iterations(tmp
     f = got["finding"]
     assert f is not None and f["sites"][0] == f"{script}:7" and "kept" in (f["owner"] or "")
     assert 900 <= f["evidence"]["bytes_per_iteration"] <= 1400
+
+
+def test_auto_sampling_thins_as_a_clean_soak_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    soak(lambda i: ag.zeros(16), iterations=5000, samples_path=path, progress=False)
+    its = [r["iteration"] for r in _lines(path) if r["phase"] == "loop"]
+    gaps = {it: b - a for a, b, it in zip(its, its[1:], its[1:])}
+    assert all(g == 10 for it, g in gaps.items() if it <= 1000)  # every 10 for the first 1000
+    assert {g for it, g in gaps.items() if 1000 < it <= 2000} == {20}  # then half as often each doubling
+    assert {g for it, g in gaps.items() if 2000 < it <= 4000} == {40}
+    assert {g for it, g in gaps.items() if 4000 < it <= 5000} == {80}
+    assert 200 <= len(its) <= 240  # ~225, where every 10 would take 500
+
+
+def test_an_explicit_sample_every_is_kept_to_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    soak(lambda i: None, iterations=3000, sample_every=10, samples_path=path, progress=False)
+    its = [r["iteration"] for r in _lines(path) if r["phase"] == "loop"]
+    assert its == list(range(0, 3001, 10))
+
+
+def test_a_leak_that_starts_late_brings_auto_sampling_back_and_stops_the_soak(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    kept = []
+
+    def step(i: int) -> None:
+        if i >= 4000:
+            kept.append(ag.zeros(1024))  # 4 KiB per iteration from iteration 4000 on
+
+    session = soak(step, iterations=20_000, samples_path=path, progress=False)
+    run = session.run
+    assert run.stopped_early and 4000 < run.iterations < 5000, run.iterations
+    assert run.growth["bytes_per_iteration"] == pytest.approx(4096, rel=0.1)
+    its = [r["iteration"] for r in _lines(path) if r["phase"] == "loop"]
+    late = [b - a for a, b in zip(its, its[1:]) if a >= 4000]
+    assert 10 in late  # suspected: sampled every 10 again
