@@ -586,6 +586,62 @@ def block_process(q: bool) -> None:
     row(f"memcheck run / python, {iters}-it clean script", f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3)
 
 
+# -- 7. a test suite under pytest --memcheck ----------------------------------------------------
+SMALL_TEST = """
+def test_step_{i}():
+    w = ag.randn(8, 8, requires_grad=True)
+    x = ag.randn(4, 8)
+    loss = (x @ w).relu().sum()
+    loss.backward()
+    assert w.grad.shape == (8, 8)
+"""
+
+
+def _plugin_args() -> list[str]:
+    """``-p memcheck.pytest_plugin`` where the package is not installed (no pytest11 entry point)."""
+    from importlib.metadata import entry_points
+
+    registered = any(ep.name == "memcheck" for ep in entry_points(group="pytest11"))
+    return [] if registered else ["-p", "memcheck.pytest_plugin"]
+
+
+def block_pytest(q: bool) -> None:
+    files, per_file, reps = (2, 25, 1) if q else (10, 50, 3)
+    n = files * per_file
+    print(f"\n[7] a suite of {n} small agcore tests: `pytest --memcheck` vs `pytest`, {reps} interleaved "
+          f"spawn(s) each (+1 warm-up), median wall time")  # fmt: skip
+    tmp = Path(tempfile.mkdtemp(prefix="bench-memcheck-pytest-"))
+    suite = tmp / "suite"
+    suite.mkdir()
+    for f in range(files):
+        body = "import agcore as ag\n" + "".join(SMALL_TEST.format(i=i) for i in range(per_file))
+        (suite / f"test_small_{f}.py").write_text(body)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches, as in [6]
+    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_plugin_args(), str(suite)]
+    cmds = {"pytest": base, "pytest --memcheck": [*base, "--memcheck"]}
+    outcomes: dict[str, set[int]] = {k: set() for k in cmds}
+
+    def spawn(name: str) -> float:
+        t = time.perf_counter()
+        p = subprocess.run(cmds[name], cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+        elapsed = time.perf_counter() - t
+        outcomes[name].add(p.returncode)
+        if p.returncode != 0:
+            print(f"  {name} exited {p.returncode}: {(p.stdout + p.stderr).strip()[-400:]}")
+        return elapsed
+
+    for name in cmds:
+        spawn(name)
+    med = interleaved({k: (lambda k=k: spawn(k)) for k in cmds}, reps)
+    ratio = med["pytest --memcheck"] / med["pytest"]
+    extra_ms = (med["pytest --memcheck"] - med["pytest"]) / n * 1e3
+    print(f"  pytest {fmt_t(med['pytest'])}, pytest --memcheck {fmt_t(med['pytest --memcheck'])}: {ratio:.2f}x, "
+          f"{extra_ms:.2f} ms per test (exit codes {outcomes})")  # fmt: skip
+    row(f"pytest --memcheck / pytest, {n} small tests", f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3)
+
+
 BLOCKS: dict[str, Callable[[bool], None]] = {
     "check": block_check_scaling,
     "inplace": block_inplace,
@@ -595,6 +651,7 @@ BLOCKS: dict[str, Callable[[bool], None]] = {
     "loops": block_loops,
     "record": block_per_record,
     "process": block_process,
+    "pytest": block_pytest,
 }
 
 

@@ -26,16 +26,24 @@ def collect_metadata(command: str | None = None) -> dict[str, Any]:
         "command": command if command is not None else " ".join(sys.argv),
         "argv": list(sys.argv),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **_machine(),
+        "versions": _versions(),
+        "pid": os.getpid(),
+        "gpu": _gpu(),
+    }
+
+
+@functools.cache
+def _machine() -> dict[str, Any]:
+    """What does not change while a process runs, read once (a test suite opens a session per test)."""
+    return {
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
-        "versions": _versions(),
-        "platform": _platform(),
+        "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "memory_total_bytes": _memory_total(),
         "hostname": socket.gethostname(),
-        "pid": os.getpid(),
-        "gpu": _gpu(),
     }
 
 
@@ -84,11 +92,6 @@ def _cupy_version() -> str | None:
         except importlib.metadata.PackageNotFoundError:
             continue
     return "unknown"
-
-
-@functools.cache
-def _platform() -> str:
-    return platform.platform()
 
 
 def _gpu() -> str | None:

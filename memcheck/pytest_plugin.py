@@ -94,7 +94,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     shared = _fixture_session(item)
     if shared is not None:  # one session per test: the test's own fixture, checked here
         result = yield
-        samples = _repeat(item, shared, options.repeat)
+        samples = _repeat(item, shared, options.repeat, measure=options.max_growth_bytes is not None)
         _verdict(item, options, shared.check(), samples, shared, deferred=True)
         return result
 
@@ -102,10 +102,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     from memcheck.cli.base import conclude  # the one path from a run to its record and verdict
 
     session = None
+    # a sample at each repeat's end only where growth per repeat is judged: a sample reads the C heap and
+    # Python's arenas (~50 us), and a one-iteration test has no slope to judge anyway
+    measure = options.max_growth_bytes is not None
     try:
-        with mc.watch(name=item.nodeid, sample_every=1) as session:
+        with mc.watch(name=item.nodeid, sample_every=1 if measure else None) as session:
             result = yield
-            samples = _repeat(item, session, options.repeat)
+            samples = _repeat(item, session, options.repeat, measure)
             _after_the_test(session)
     except (Exception, pytest.fail.Exception) as exc:  # the body failed: its report is wanted too
         if session is not None and not isinstance(exc, pytest.xfail.Exception):
@@ -163,12 +166,13 @@ def _fixture_session(item: pytest.Item) -> Any:
     return session if hasattr(session, "iteration") and hasattr(session, "check") else None
 
 
-def _repeat(item: pytest.Item, session: Any, repeat: int) -> list[dict[str, Any]]:
-    """Run the body ``repeat - 1`` more times, one iteration each; the samples taken at each boundary."""
-    samples = [_boundary(session)]
+def _repeat(item: pytest.Item, session: Any, repeat: int, measure: bool = True) -> list[dict[str, Any]]:
+    """Run the body ``repeat - 1`` more times, one iteration each; the samples taken at each boundary
+    (``measure``), else none (the boundaries are still marked)."""
+    samples = [_boundary(session, measure)]
     for _ in range(repeat - 1):
         item.runtest()
-        samples.append(_boundary(session))
+        samples.append(_boundary(session, measure))
     return [s for s in samples if s]
 
 
@@ -183,9 +187,9 @@ def _after_the_test(session: Any) -> None:
     session.iteration()
 
 
-def _boundary(session: Any) -> dict[str, Any] | None:
+def _boundary(session: Any, measure: bool = True) -> dict[str, Any] | None:
     sample = session.iteration()
-    if sample is None and hasattr(session, "sample"):  # a session sampling by time: take one now
+    if sample is None and measure and hasattr(session, "sample"):  # a session sampling by time: take one now
         sample = session.sample()
     return sample
 
