@@ -552,23 +552,14 @@ print(f"final loss {{float(loss):.4f}}")
 """
 
 
-def block_process(q: bool) -> None:
-    iters, reps = (200, 1) if q else (10_000, 3)
-    print(f"\n[6] whole process: `python -m memcheck run script.py` vs `python script.py`, {iters} tiny-MLP "
-          f"iterations, {reps} interleaved spawn(s) each (+1 warm-up), median wall time")  # fmt: skip
-    tmp = Path(tempfile.mkdtemp(prefix="bench-memcheck-run-"))
-    script = tmp / "clean_tiny_mlp.py"
-    script.write_text(SCRIPT.format(iters=iters))
+def spawn_interleaved(cmds: dict[str, list[str]], tmp: Path, reps: int) -> tuple[dict[str, float], dict[str, set[int]]]:
+    """Median wall time of each command spawned ``reps`` times, interleaved, after one warm-up each;
+    and the exit codes seen. Both sides get bytecode caches, as on a user's machine (where
+    PYTHONDONTWRITEBYTECODE is set, each spawn would compile every module again: agcore on both
+    sides, memcheck's ~60 modules on one), written into ``tmp``, not beside the sources."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    # both sides with bytecode caches, as on a user's machine (where PYTHONDONTWRITEBYTECODE is set, each
-    # spawn would compile every module again: agcore on both sides, memcheck's ~60 modules on one), written
-    # into the temporary folder, not beside the sources
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    cmds = {
-        "python": [sys.executable, str(script)],
-        "memcheck run": [sys.executable, "-m", "memcheck", "run", str(script), "-o", str(tmp / "reports")],
-    }
     codes: dict[str, set[int]] = {k: set() for k in cmds}
 
     def spawn(name: str) -> float:
@@ -582,7 +573,21 @@ def block_process(q: bool) -> None:
 
     for name in cmds:  # warm-up: bytecode caches, page cache
         spawn(name)
-    med = interleaved({k: (lambda k=k: spawn(k)) for k in cmds}, reps)
+    return interleaved({k: (lambda k=k: spawn(k)) for k in cmds}, reps), codes
+
+
+def block_process(q: bool) -> None:
+    iters, reps = (200, 1) if q else (10_000, 3)
+    print(f"\n[6] whole process: `python -m memcheck run script.py` vs `python script.py`, {iters} tiny-MLP "
+          f"iterations, {reps} interleaved spawn(s) each (+1 warm-up), median wall time")  # fmt: skip
+    tmp = Path(tempfile.mkdtemp(prefix="bench-memcheck-run-"))
+    script = tmp / "clean_tiny_mlp.py"
+    script.write_text(SCRIPT.format(iters=iters))
+    cmds = {
+        "python": [sys.executable, str(script)],
+        "memcheck run": [sys.executable, "-m", "memcheck", "run", str(script), "-o", str(tmp / "reports")],
+    }
+    med, codes = spawn_interleaved(cmds, tmp, reps)
     ratio = med["memcheck run"] / med["python"]
     print(f"  python {fmt_t(med['python'])}, memcheck run {fmt_t(med['memcheck run'])}: {ratio:.2f}x "
           f"(exit codes {codes})")  # fmt: skip
@@ -619,25 +624,9 @@ def block_pytest(q: bool) -> None:
     for f in range(files):
         body = "import agcore as ag\n" + "".join(SMALL_TEST.format(i=i) for i in range(per_file))
         (suite / f"test_small_{f}.py").write_text(body)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches, as in [6]
-    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_plugin_args(), str(suite)]
     cmds = {"pytest": base, "pytest --memcheck": [*base, "--memcheck"]}
-    outcomes: dict[str, set[int]] = {k: set() for k in cmds}
-
-    def spawn(name: str) -> float:
-        t = time.perf_counter()
-        p = subprocess.run(cmds[name], cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
-        elapsed = time.perf_counter() - t
-        outcomes[name].add(p.returncode)
-        if p.returncode != 0:
-            print(f"  {name} exited {p.returncode}: {(p.stdout + p.stderr).strip()[-400:]}")
-        return elapsed
-
-    for name in cmds:
-        spawn(name)
-    med = interleaved({k: (lambda k=k: spawn(k)) for k in cmds}, reps)
+    med, outcomes = spawn_interleaved(cmds, tmp, reps)
     ratio = med["pytest --memcheck"] / med["pytest"]
     extra_ms = (med["pytest --memcheck"] - med["pytest"]) / n * 1e3
     print(f"  pytest {fmt_t(med['pytest'])}, pytest --memcheck {fmt_t(med['pytest --memcheck'])}: {ratio:.2f}x, "
