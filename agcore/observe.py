@@ -129,6 +129,14 @@ class Observer:
     def on_grad(self, tensor: ObservedTensor, array: Any, first: bool) -> None:
         """A gradient was written into ``tensor.grad`` (first=True: a new buffer)."""
 
+    def on_leaf(self, tensor: ObservedTensor) -> None:
+        """A tensor that requires grad was made outside an op, or ``requires_grad_()`` made it so.
+
+        Announced behind ``if observers:``, not as an op's event: a program makes few leaves (its
+        parameters, an input whose gradient it wants), and one made between an observer's sampled
+        windows (a storage wrapped again mid-run) is exactly what it must not miss.
+        """
+
     def on_inplace(self, tensor: ObservedTensor, op: str, version: int, site: str) -> None:
         """``tensor`` was changed in place by ``op``; its version is now ``version``."""
 
@@ -191,6 +199,7 @@ class Hooks:
     on_backward_begin: Callable[..., None]
     on_backward_end: Callable[..., None]
     on_grad: Callable[..., None]
+    on_leaf: Callable[..., None]
     on_inplace: Callable[..., None]
     on_error: Callable[..., None]
     on_step: Callable[..., None]

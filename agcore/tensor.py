@@ -25,7 +25,7 @@ from typing import Any
 from agcore import backend, scope
 from agcore.errors import AgcoreError, LeafInplaceError
 from agcore.observe import hooks as notify
-from agcore.observe import op_observers
+from agcore.observe import observers, op_observers
 from agcore.sites import user_site
 from agcore.version import Version, changed_in_place
 
@@ -108,6 +108,8 @@ class Tensor:
         self._view = self._hooks = None  # a view's ViewInfo; a leaf's gradient hooks
         if op_observers:
             notify.on_alloc(data, role or ("param" if requires_grad else "input"), self)
+        if requires_grad and observers:
+            notify.on_leaf(self)
 
     @classmethod
     def _make(cls, data: Any, grad_fn: Any, requires_grad: bool) -> Tensor:
@@ -254,7 +256,10 @@ class Tensor:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use .detach() to cut it from the graph")
         if requires_grad and self.data.dtype.kind not in "fc":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
+        became_leaf = requires_grad and not self.requires_grad and self.grad_fn is None
         self.requires_grad = requires_grad
+        if became_leaf and observers:
+            notify.on_leaf(self)
         return self
 
     def register_hook(self, hook: Any) -> Any:

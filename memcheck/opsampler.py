@@ -25,7 +25,7 @@ FULL_ITERATIONS = 64
 WINDOW = 2
 #: the share of the loop's time following may cost (what a window costs beyond its iterations, switching
 #: agcore's hooks and the deaths of its buffers in the gap, adds about as much again on a tiny model)
-BUDGET = 0.04
+BUDGET = 0.025
 #: windows follow at least this share of the iterations, however dear following is
 MIN_DUTY = 1 / 32
 #: and at most this share: a gap now and then keeps the unfollowed time measured

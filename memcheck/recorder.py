@@ -74,6 +74,7 @@ class Recorder:
         self._to_index: list[tuple[Any, tuple]] = []  # nodes made since the last in-place change
         # id(leaf tensor) -> [weakref to it, birth site, order, gradient writes by backward]
         self.leaves: dict[Any, list[Any]] = {}
+        self._storage_leaves: dict[int, int] = {}  # id of a storage -> how many live known leaves wrap it
         self._leaf_order = 0
         self.inplace: deque[InplaceEvent] = deque(maxlen=_MAX_EVENTS)
         self.errors: deque[CaughtError] = deque(maxlen=_MAX_EVENTS)
@@ -106,6 +107,8 @@ class Recorder:
         self.t0 = time.perf_counter()
         self._engine_source: str | None = None
         self.on_boundary: Callable[[str], None] | None = None  # the session's schedule
+        #: an iteration by which the session should judge: something a check must see while it lives began
+        self.look_at: int | None = None
         # what memcheck's own checks left allocated (a container scan's table, holder caches): the
         # samples leave it out, so a check is never read as the program's growth
         self.own_blocks = 0
@@ -170,15 +173,41 @@ class Recorder:
         return self.ledger.add(array, role, tensor, site, graph)
 
     def leaf_born(self, tensor: Any, site: Any) -> None:
+        if self.is_leaf(tensor):
+            return
         self._leaf_order += 1  # monotonic: which of two wraps of one storage came later
         # keyed by id: weak references compare their referents, and a Tensor's == is elementwise
         key = id(tensor)
-        self.leaves[key] = [_new_ref(tensor, lambda ref: self._leaf_died(key, ref)), site, self._leaf_order, 0]
+        data = getattr(tensor, "data", None)  # a foreign engine's tensor may keep its storage elsewhere
+        base = getattr(data, "base", None)
+        storage = id(tensor) if data is None else id(data if base is None else base)
+        self.leaves[key] = [_new_ref(tensor, lambda ref: self._leaf_died(key, ref)), site, self._leaf_order, 0, storage]
+        self._storage_leaves[storage] = self._storage_leaves.get(storage, 0) + 1
 
     def _leaf_died(self, key: int, ref: Any) -> None:
         entry = self.leaves.get(key)
         if entry is not None and entry[0] is ref:
             del self.leaves[key]
+            storage = entry[4]
+            left = self._storage_leaves.pop(storage, 1) - 1
+            if left > 0:
+                self._storage_leaves[storage] = left
+
+    def is_leaf(self, tensor: Any) -> bool:
+        """Whether ``tensor`` is a leaf this recorder knows (its birth was recorded)."""
+        entry = self.leaves.get(id(tensor))
+        return entry is not None and entry[0]() is tensor
+
+    def leaves_sharing(self, tensor: Any) -> int:
+        """How many known live leaves share the storage of the known leaf ``tensor`` (itself included)."""
+        entry = self.leaves.get(id(tensor))
+        return self._storage_leaves.get(entry[4], 0) if entry is not None else 0
+
+    def want_look(self, after: int) -> None:
+        """Ask for a check ``after`` iterations from now (a storage wrapped into a second leaf: its two
+        gradients may live only for a while, and the doubling schedule of checks would miss them)."""
+        at = self.iteration + after
+        self.look_at = at if self.look_at is None else min(self.look_at, at)
 
     def grad_written(self, tensor: Any) -> None:
         entry = self.leaves.get(id(tensor))

@@ -147,6 +147,8 @@ def estimate(
     if n < 2:
         return SlopeEstimate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, 0.0, False)
     span = float(x[-1] - x[0])
+    if y[0] == y.min() == y.max():  # flat (a clean loop's ledger and nodes, exactly): every slope is 0
+        return SlopeEstimate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, span, False)
     s = np.sort(pairwise_slopes(x, y))
     slope, lower, upper = _quantiles(s, (0.5, quantile, 1.0 - quantile))
     half = n // 2

@@ -229,7 +229,7 @@ def soak(
     10 iterations for the first 1000, then half as often at each doubling of the iterations
     (about 50 samples per doubling: a long soak keeps a small JSONL and a fast step is not
     slowed by its probes), every 10 again while growth is suspected. ``sample_every=None``
-    samples on the session's own clock (every ~2 ms of run time, at most ~2% of it, and up to ~32
+    samples on the session's own clock (every ~2 ms of run time, at most ~1% of it, and up to ~32
     per doubling of the iterations, at most ~4% of it).
     ``warmup`` (default 50) iterations are ignored by the growth
     estimate; a leak must then last ``min_span`` iterations (default 150)

@@ -21,9 +21,9 @@ from memcheck.recorder import Recorder
 _get_ident = threading.get_ident
 #: optimizer state attribute names agcore's optimizers keep per parameter
 _OPTIMIZER_ROLE = "optimizer_state"
-#: what an iteration whose ops are not followed still listens to: its end, and errors (where optimizer
-#: steps end the iterations, the step alone; else the backwards too)
-_AT_STEPS = frozenset(("on_step", "on_error"))
+#: what an iteration whose ops are not followed still listens to: its end, errors and new leaves (where
+#: optimizer steps end the iterations, the step alone; else the backwards too)
+_AT_STEPS = frozenset(("on_step", "on_error", "on_leaf"))
 _BETWEEN_WINDOWS = _AT_STEPS | {"on_backward_begin", "on_backward_end"}
 #: ... and, while recorded nodes hold saved tensors, their release and in-place changes to what they saved
 _SAVED = frozenset(("on_saved_released", "on_inplace"))
@@ -80,7 +80,31 @@ class AgcoreAdapter(Observer):
         if not first and _get_ident() == self.thread:
             if id(tensor.data) not in self._live:  # a leaf made before the watch, its gradient too
                 self._adopt(tensor)
+            elif id(array) not in self._live:  # a gradient first written between windows: recorded as it is
+                self._exactly(array, "grad", tensor, self.recorder.backward_site)
             self.recorder.grad_written(tensor)  # backward accumulated into an existing buffer
+
+    def on_leaf(self, tensor: ObservedTensor) -> None:
+        """A leaf made between windows (its buffer too), or by ``requires_grad_()`` at any time."""
+        if _get_ident() != self.thread:
+            return
+        rec = self.recorder
+        if not rec.is_leaf(tensor):  # in a window on_alloc has just recorded it
+            site = user_site_pair(1)
+            if id(tensor.data) not in self._live:
+                self._exactly(tensor.data, "param", tensor, site)
+            rec.leaf_born(tensor, site)
+        if rec.leaves_sharing(tensor) > 1:
+            rec.want_look(2)  # a second leaf on one storage: judge once its gradient exists, while both live
+
+    def _exactly(self, array: Any, role: str, tensor: Any, site: Any) -> None:
+        """Record a buffer seen outside a window as itself: it stands for no unrecorded twins."""
+        ledger = self.recorder.ledger
+        tally, ledger.tally = ledger.tally, None
+        try:
+            ledger.add(array, role, tensor, site, None)
+        finally:
+            ledger.tally = tally
 
     # -- graph ----------------------------------------------------------------------------
     def on_node(self, node: ObservedNode, output: ObservedTensor) -> None:

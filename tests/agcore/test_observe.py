@@ -43,6 +43,9 @@ class Recorder(observe.Observer):
     def on_inplace(self, tensor: Any, op: str, version: int, site: str) -> None:
         self.events.append(("inplace", tensor, op, version, site))
 
+    def on_leaf(self, tensor: Any) -> None:
+        self.events.append(("leaf", tensor))
+
     def of(self, kind: str) -> list[tuple]:
         return [e for e in self.events if e[0] == kind]
 
@@ -159,3 +162,23 @@ def test_adam_state_is_announced(rec: Recorder) -> None:
     states = [e for e in rec.of("alloc") if e[2] == "optimizer_state"]
     assert len(states) == 2 and all(e[3] is w for e in states)
     assert {id(e[1]) for e in states} == {id(opt.state[w]["exp_avg"]), id(opt.state[w]["exp_avg_sq"])}
+
+
+def test_leaves_are_announced_to_an_observer_that_listens_to_no_op_event() -> None:
+    # a checker that follows ops only in windows still hears of every leaf made between them
+    rec = Recorder()
+    rec.listening = frozenset(("on_leaf",))
+    observe.attach(rec)
+    try:
+        assert observe.op_observers == []  # no op event: ops cost what they cost unwatched
+        w = ag.tensor(np.ones(3, np.float32), requires_grad=True)
+        x = ag.tensor(np.ones(3, np.float32))  # needs no gradient: not a leaf anyone must know of
+        y = (w * x).sum()  # op outputs are not leaves
+        z = ag.zeros(3).requires_grad_()
+        z.requires_grad_()  # already a leaf: said once
+        y.backward()
+        layer = ag.nn.Linear(2, 2)  # a module's parameters are leaves like any other
+    finally:
+        observe.detach(rec)
+    assert [id(e[1]) for e in rec.events] == [id(w), id(z), id(layer.weight), id(layer.bias)]
+    assert {e[0] for e in rec.events} == {"leaf"}

@@ -547,6 +547,73 @@ def test_the_same_gradient_buffer_appended_every_step(tmp_path: Path) -> None:
     assert_leak(r, "local 'grads' of main()", kinds=("aliased_buffers",))
 
 
+def test_a_storage_wrapped_into_a_second_leaf_late_in_the_run(tmp_path: Path) -> None:
+    # the wrap happens long after the first 64 fully followed iterations, in a gap between sampled
+    # windows, and both gradients live only while the second epoch runs: gone by the end of the run
+    r = run_script(
+        tmp_path,
+        """
+        class Trainer:
+            def __init__(self):
+                self.model = make_model()
+                self.opt = make_optimizer(self.model)
+                self.weight = self.model.parameters()[0]
+
+            def weight_for(self, epoch):
+                if epoch == 0:
+                    return self.weight
+                return ag.as_tensor(self.weight.data, requires_grad=True)  # culprit
+
+            def epoch(self, epoch, steps=1500):
+                w = self.weight_for(epoch)
+                for step in range(steps):
+                    x, _ = batch(step)
+                    self.opt.zero_grad(set_to_none=False)
+                    loss = ((x @ w.T) ** 2).mean() + (self.model(x) ** 2).mean()
+                    loss.backward()
+                    self.opt.step()
+                return float(loss)
+
+
+        def main():
+            trainer = Trainer()
+            for epoch in range(2):
+                print(epoch, trainer.epoch(epoch))
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, None, kinds=("double_grad",))
+
+
+def test_a_fresh_input_leaf_every_step_is_clean(tmp_path: Path) -> None:
+    # input gradients (saliency, adversarial steps): a new leaf on a new storage each step is no double gradient
+    r = run_script(
+        tmp_path,
+        """
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            for step in range(1500):
+                x, y = batch(step)
+                x = ag.tensor(x.data.copy(), requires_grad=True)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                saliency = float(np.abs(x.grad).max())
+                opt.step()
+            print(saliency)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_clean(r)
+
+
 def test_a_caught_second_backward_is_still_a_finding(tmp_path: Path) -> None:
     r = run_script(
         tmp_path,

@@ -33,7 +33,7 @@ def test_every_op_is_followed_during_the_first_iterations_and_in_deep_mode() -> 
 
 
 # cheap following: as much as a gap of one iteration after each window leaves
-@pytest.mark.parametrize(("extra", "expected"), [(1.0, opsampler.BUDGET), (0.04, WINDOW / (WINDOW + 1))])
+@pytest.mark.parametrize(("extra", "expected"), [(0.5, opsampler.BUDGET / 0.5), (0.04, WINDOW / (WINDOW + 1))])
 def test_the_share_followed_is_what_the_budget_affords(extra: float, expected: float) -> None:
     ops = OpSampler()
     seen = drive(ops, 20_000, (1 + extra) * 1e-5, 1e-5)

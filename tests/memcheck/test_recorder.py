@@ -157,6 +157,23 @@ def test_events_are_bounded() -> None:
 # -- leaves --------------------------------------------------------------------------------------
 
 
+def test_leaves_on_one_storage_are_counted_while_they_live() -> None:
+    rec = Recorder()
+    storage = np.zeros(8, "float32")
+    a, b, c = FakeTensor("a"), FakeTensor("b"), FakeTensor("c")
+    a.data, b.data, c.data = storage, storage[:4], np.zeros(8, "float32")  # b: a view of a's storage
+    for t in (a, b, c):
+        rec.leaf_born(t, ("model.py", 3))
+    rec.leaf_born(a, ("model.py", 9))  # said twice: one leaf, its first birth kept
+    assert (rec.leaves_sharing(a), rec.leaves_sharing(b), rec.leaves_sharing(c)) == (2, 2, 1)
+    assert [(t.name, site) for t, site, _ in rec.live_leaves()][0] == ("a", "model.py:3")
+    del b
+    assert rec.leaves_sharing(a) == 1 and rec.leaves_sharing(FakeTensor("stranger")) == 0
+    rec.want_look(2)
+    rec.want_look(5)  # the sooner ask wins
+    assert rec.look_at == rec.iteration + 2
+
+
 def test_leaves_are_kept_weakly_in_birth_order_with_backwards_writes() -> None:
     rec = Recorder()
     a, b = FakeTensor("a"), FakeTensor("b")

@@ -121,3 +121,18 @@ def test_samples_without_a_value_are_skipped() -> None:
     est.add(10, 5.0)
     assert len(est) == 1
     assert est.first == (10.0, 5.0)
+
+
+def test_a_flat_series_reads_as_the_full_estimate_would() -> None:
+    # the shortcut for an exactly flat signal (a clean loop's ledger) says what the pairwise estimate says
+    x = np.arange(0.0, 640.0, 10.0)
+    y = np.full(len(x), 4096.0)
+    assert not pairwise_slopes(x, y).any()  # every pair's slope is 0, so are its quantiles
+    flat = estimate(x, y, min_slope=1.0)
+    assert (flat.slope, flat.lower, flat.upper, flat.recent, flat.recent_lower, flat.rise, flat.noise) == (0.0,) * 7
+    assert (flat.n, flat.span, flat.certain) == (len(x), 630.0, False)
+    # one sample off flat takes the long path, and still no leak
+    bumped = estimate(x, np.r_[y[:-1], 4096.0 + 8.0], min_slope=1.0)
+    assert bumped.slope == 0.0 and not bumped.certain
+    # rising: the long path, certain
+    assert estimate(x, y + 64.0 * x, min_slope=1.0).certain
