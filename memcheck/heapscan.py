@@ -150,10 +150,16 @@ def _kind(t: type) -> int:
 
 
 class ContainerScan:
-    """Lengths of the heap's containers at the last scan; a new scan reports those that grew with iterations."""
+    """Lengths of the heap's containers at the last scan; a new scan reports those that grew with iterations.
+
+    The table is two dicts keyed by id (length, type), never a tuple per container: thousands of new
+    tracked objects would wake the cyclic collector mid-scan, and a full collection of the program's
+    heap costs more than the scan itself.
+    """
 
     def __init__(self) -> None:
-        self._lengths: dict[int, tuple[type, int]] = {}
+        self._lengths: dict[int, int] = {}
+        self._types: dict[int, type] = {}
         self._iteration = 0
         self._kinds: dict[type, int] = {}  # type -> _kind(type), learnt once per type
 
@@ -163,32 +169,42 @@ class ContainerScan:
         # (the young collection below sees to it), and objects another thread is still building
         # (a tuple being filled) are young: holding them would break that thread
         gc.collect(0)
-        with warnings.catch_warnings():  # touching every object wakes deprecated module proxies
-            warnings.simplefilter("ignore")
-            objects = gc.get_objects(1) + gc.get_objects(2)
-            before, span = self._lengths, iteration - self._iteration
-            now: dict[int, tuple[type, int]] = {}
-            grown: list[tuple[Any, float]] = []
-            kinds = self._kinds
-            # an item every ten or more iterations (a checkpoint per epoch) counts over a long enough span
-            min_growth = max(1 if span >= 16 else 2, span // 10)
-            for obj in objects:
-                t = type(obj)
-                kind = kinds.get(t)
-                if kind is None:
-                    kind = kinds[t] = _kind(t)
-                if not kind:
-                    continue  # most of the heap: functions, tuples, instances (one dict lookup each)
-                n = len(obj)
-                if n < _MIN_ITEMS or (kind == 2 and obj.maxlen is not None) or id(obj) in exclude:
-                    continue  # a deque(maxlen=...) is bounded by design: it fills, it does not leak
-                key = id(obj)
-                now[key] = (t, n)
-                old = before.get(key)
-                if old is not None and old[0] is t and span > 0 and n - old[1] >= min_growth:
-                    grown.append((obj, (n - old[1]) / span))
-            del objects
-        self._lengths, self._iteration = now, iteration
+        automatic = gc.isenabled()
+        gc.disable()  # a container's own __len__ may allocate: no collection in the middle of the walk
+        try:
+            with warnings.catch_warnings():  # touching every object wakes deprecated module proxies
+                warnings.simplefilter("ignore")
+                return self._walk(iteration, exclude, gc.get_objects(1) + gc.get_objects(2))
+        finally:
+            if automatic:
+                gc.enable()
+
+    def _walk(self, iteration: int, exclude: set[int], objects: list[Any]) -> list[tuple[Any, float]]:
+        before, types_before, span = self._lengths, self._types, iteration - self._iteration
+        lengths: dict[int, int] = {}
+        types: dict[int, type] = {}
+        grown: list[tuple[Any, float]] = []
+        kinds = self._kinds
+        # an item every ten or more iterations (a checkpoint per epoch) counts over a long enough span
+        min_growth = max(1 if span >= 16 else 2, span // 10)
+        for obj in objects:
+            t = type(obj)
+            kind = kinds.get(t)
+            if kind is None:
+                kind = kinds[t] = _kind(t)
+            if not kind:
+                continue  # most of the heap: functions, tuples, instances (one dict lookup each)
+            n = len(obj)
+            key = id(obj)
+            if n < _MIN_ITEMS or (kind == 2 and obj.maxlen is not None) or key in exclude:
+                continue  # a deque(maxlen=...) is bounded by design: it fills, it does not leak
+            lengths[key] = n
+            types[key] = t
+            old = before.get(key)
+            if old is not None and types_before.get(key) is t and span > 0 and n - old >= min_growth:
+                grown.append((obj, (n - old) / span))
+        del objects
+        self._lengths, self._types, self._iteration = lengths, types, iteration
         return grown
 
 

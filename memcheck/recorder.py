@@ -54,6 +54,23 @@ class NodeInfo:
         self.released = released
 
 
+class _NodeEntry:
+    """What the recorder keeps of a live graph node: a slotted record, not a list (a list is a container
+    the heap scan would follow, and a dead node's list reborn at the same address read as one that grew)."""
+
+    __slots__ = ("birth", "site", "op", "graph", "out_bytes", "released", "saves", "tally")
+
+    def __init__(self, birth: int, site: Any, op: str, graph: str | None, out_bytes: int, tally: Any) -> None:
+        self.birth = birth
+        self.site = site
+        self.op = op
+        self.graph = graph
+        self.out_bytes = out_bytes
+        self.released = False
+        self.saves: tuple = ()  # ids of the version counters this node saved, once indexed
+        self.tally = tally
+
+
 class Recorder:
     """Ledger, graph nodes, leaves, events and samples of one session, fed on one thread."""
 
@@ -66,7 +83,7 @@ class Recorder:
         self.iteration = 0
         # weakref(node) -> [birth_iter, site_pair, op name, graph name, output bytes, released, counter ids,
         #                   the sampled window's tally or None]
-        self.nodes: dict[Any, list[Any]] = {}
+        self.nodes: dict[Any, _NodeEntry] = {}
         self.nodes_by_iteration: Counter[int] = Counter()  # live nodes per birth iteration
         self.unreleased = 0
         # id(version counter) -> {weakref(node): version when saved}: who saved what, for in-place checks
@@ -245,7 +262,7 @@ class Recorder:
         tally = self.ledger.tally
         if tally is not None:
             tally.nodes += 1
-        self.nodes[ref] = [it, birth_site, op, graph, out_bytes, False, (), tally]
+        self.nodes[ref] = _NodeEntry(it, birth_site, op, graph, out_bytes, tally)
         self.nodes_by_iteration[it] += 1
         self.unreleased += 1
 
@@ -264,9 +281,9 @@ class Recorder:
         saved_by, nodes = self.saved_by, self.nodes
         for ref, checks in self._to_index:
             info = nodes.get(ref)
-            if info is None or info[5]:
+            if info is None or info.released:
                 continue  # died or released meanwhile: it holds nothing an in-place change could spoil
-            info[6] = tuple(id(c[1]) for c in checks)
+            info.saves = tuple(id(c[1]) for c in checks)
             for c in checks:
                 entry = saved_by.get(id(c[1]))
                 if entry is None:
@@ -278,27 +295,28 @@ class Recorder:
     def node_released(self, node: Any) -> None:
         ref = _new_ref(node)
         info = self.nodes.get(ref)
-        if info is not None and not info[5]:
-            info[5] = True
+        if info is not None and not info.released:
+            info.released = True
             self.unreleased -= 1
-            if info[6]:
-                self._forget_saves(ref, info[6])
-                info[6] = ()
+            if info.saves:
+                self._forget_saves(ref, info.saves)
+                info.saves = ()
 
     def _node_died(self, ref: Any) -> None:
         info = self.nodes.pop(ref, None)
         if info is None:
             return
-        if info[7] is not None:
-            self.ledger.node_died(info[7])
+        if info.tally is not None:
+            self.ledger.node_died(info.tally)
         counts = self.nodes_by_iteration
-        counts[info[0]] -= 1
-        if counts[info[0]] <= 0:
-            del counts[info[0]]
-        if not info[5]:
+        birth = info.birth
+        counts[birth] -= 1
+        if counts[birth] <= 0:
+            del counts[birth]
+        if not info.released:
             self.unreleased -= 1
-            if info[6]:
-                self._forget_saves(ref, info[6])
+            if info.saves:
+                self._forget_saves(ref, info.saves)
 
     def _forget_saves(self, ref: Any, counters: tuple) -> None:
         saved_by = self.saved_by
@@ -314,9 +332,9 @@ class Recorder:
         for ref, info in list(self.nodes.items()):
             node = ref()
             if node is not None:
-                birth, site, op, graph, out_bytes, released = info[:6]
-                weight = self.ledger.weight_of(info[7])
-                out.append((node, NodeInfo(birth, site, op, graph, out_bytes, released, weight)))
+                weight = self.ledger.weight_of(info.tally)
+                out.append((node, NodeInfo(info.birth, info.site, info.op, info.graph, info.out_bytes, info.released,
+                                           weight)))  # fmt: skip
         return out
 
     def retained_node_count(self, cutoff: int) -> int:

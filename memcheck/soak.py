@@ -41,10 +41,10 @@ _FLUSH_SECONDS = 0.25
 _NOMINAL_EVERY = 10
 #: ``sample_every="auto"``: every :data:`_NOMINAL_EVERY` iterations for this many samples, then half as
 #: often at each doubling of the iterations (half this many samples per doubling), as often again
-#: while growth is suspected. A soak of 10k iterations takes ~225 samples instead of 1000, one of 1M
-#: ~600 instead of 100k: on a fast step a sample (probes, its JSONL line, its share of the judging)
+#: while growth is suspected. A soak of 5000 iterations takes ~130 samples instead of 500, one of 1M
+#: ~500 instead of 100k: on a fast step a sample (probes, its JSONL line, its share of the judging)
 #: costs as much as a few steps
-_THIN_AFTER = 100
+_THIN_AFTER = 50
 #: samples a certain estimate needs, and how much of the run the window keeps
 _MIN_SAMPLES = 12
 _WINDOW = 64
@@ -108,17 +108,23 @@ class _Signals:
         )
 
 
+def _rate(e: SlopeEstimate) -> float:
+    """The growth rate to report: the window's, or its newer half's where that is surely faster (a leak that
+    began inside the window, after flat iterations that would dilute the whole window's median slope)."""
+    return e.recent if e.recent_lower > e.slope else e.slope
+
+
 def _leak(est: dict[str, SlopeEstimate], traced_bpi: float | None, min_bytes: float) -> tuple[str, float] | None:
     """``(probe, bytes per iteration)`` when a leak worth ``min_bytes`` is certain, else None."""
     if est["ledger"].certain:
-        return "ledger", est["ledger"].slope
+        return "ledger", _rate(est["ledger"])
     if est["nodes"].certain:
         # nodes are Python objects the ledger cannot weigh: the tracemalloc window (or RSS) does
-        bpi = traced_bpi if traced_bpi is not None else max(est["rss"].slope, est["ledger"].slope)
+        bpi = traced_bpi if traced_bpi is not None else max(_rate(est["rss"]), _rate(est["ledger"]))
         if bpi >= min_bytes:
             return ("tracemalloc" if traced_bpi is not None else _PROCESS), bpi
     if est["rss"].certain:
-        return _PROCESS, est["rss"].slope
+        return _PROCESS, _rate(est["rss"])
     return None
 
 
@@ -226,8 +232,8 @@ def soak(
     """Call ``step(i)`` ``iterations`` times under a memcheck session and return the session.
 
     Samples are taken every ``sample_every`` iterations. ``"auto"`` (the default): every
-    10 iterations for the first 1000, then half as often at each doubling of the iterations
-    (about 50 samples per doubling: a long soak keeps a small JSONL and a fast step is not
+    10 iterations for the first 500, then half as often at each doubling of the iterations
+    (about 25 samples per doubling: a long soak keeps a small JSONL and a fast step is not
     slowed by its probes), every 10 again while growth is suspected. ``sample_every=None``
     samples on the session's own clock (every ~2 ms of run time, at most ~1% of it, and up to ~32
     per doubling of the iterations, at most ~4% of it).
@@ -365,7 +371,7 @@ class _State:
         spacing = base
         if not self.suspect and self.signals.window_opened is None and not self._rising_lately():
             past = iteration // (base * _THIN_AFTER)
-            spacing = base << past.bit_length()  # 1000-2000: x2, 2000-4000: x4, ...
+            spacing = base << past.bit_length()  # 500-1000: x2, 1000-2000: x4, ...
             spacing = spacing if iteration % spacing == 0 else self.spacing  # change only on the new grid
         if spacing != self.spacing:
             self.spacing = spacing

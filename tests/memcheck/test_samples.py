@@ -93,3 +93,15 @@ def test_appending_moves_neither_pythons_blocks_nor_the_c_heap() -> None:
     assert abs(probes.py_blocks() - blocks) < 50
     if heap is not None:
         assert abs(probes.heap_bytes() - heap) < 16 * 1024
+
+
+def test_hand_written_to_dicts_hold_every_field_as_asdict_would() -> None:
+    # Sample and SiteRow write their dicts by hand (asdict deep-copies): a field added later must not drop out
+    from dataclasses import asdict
+
+    from memcheck.records import SiteRow
+
+    row = SiteRow(site="train.py:7", role="activation", bytes=4096, count=3, bytes_per_iteration=12.5)
+    assert row.to_dict() == asdict(row)
+    full = Sample(iteration=3, t=0.5, ledger_bytes={"param": 64}, gc_counts=[1, 2, 3], phase="teardown")
+    assert full.to_dict() == asdict(full)
