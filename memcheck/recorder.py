@@ -21,6 +21,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agcore.sites import format_site
@@ -54,21 +55,19 @@ class NodeInfo:
         self.released = released
 
 
+@dataclass(slots=True)
 class _NodeEntry:
     """What the recorder keeps of a live graph node: a slotted record, not a list (a list is a container
     the heap scan would follow, and a dead node's list reborn at the same address read as one that grew)."""
 
-    __slots__ = ("birth", "site", "op", "graph", "out_bytes", "released", "saves", "tally")
-
-    def __init__(self, birth: int, site: Any, op: str, graph: str | None, out_bytes: int, tally: Any) -> None:
-        self.birth = birth
-        self.site = site
-        self.op = op
-        self.graph = graph
-        self.out_bytes = out_bytes
-        self.released = False
-        self.saves: tuple = ()  # ids of the version counters this node saved, once indexed
-        self.tally = tally
+    birth: int
+    site: Any
+    op: str
+    graph: str | None
+    out_bytes: int
+    tally: Any  # the sampled window's tally, or None
+    released: bool = False
+    saves: tuple = ()  # ids of the version counters this node saved, once indexed
 
 
 class Recorder:
