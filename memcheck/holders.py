@@ -237,6 +237,17 @@ def _walk(target: Any, max_depth: int, budget_s: float) -> list[Any]:
 
 
 def _user_class(cls: type) -> bool:
+    """Whether the user wrote ``cls``: where its own methods were written, else where its module is.
+
+    A class of ``memcheck run``'s script says ``__module__ == "__main__"``, and once the script has run
+    ``sys.modules["__main__"]`` is memcheck's again: its methods still know their file.
+    """
+    for value in vars(cls).values():
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        if code is not None and is_user_file(code.co_filename):  # (a dataclass's generated methods are
+            return True  # "<string>" or dataclasses.py's: they say nothing)
+    if cls.__module__ == "__main__":  # a script's or a session's own class, with no method of its own
+        return True
     mod = sys.modules.get(cls.__module__)
     path = getattr(mod, "__file__", None) or ""
     return bool(path) and is_user_file(path)

@@ -29,6 +29,9 @@ class LineWatch:
         self.tokens = tokens
         self.last: dict[str, Any] = {k: _read(t) for k, t in tokens.items()}
         self.culprits: dict[str, dict[str, int]] = {k: {} for k in tokens}
+        #: per holder: culprit line -> the line of user code that called into it, where that frame is the
+        #: loop's (a helper's ``append`` reached through logging or a queue: both lines are the user's story)
+        self.callers: dict[str, dict[str, str]] = {k: {} for k in tokens}
         self._prev: dict[types.FrameType, str] = {}  # per frame: the line it ran last
         self._old_trace: Any = None
         self._frames: list[types.FrameType] = []
@@ -71,14 +74,14 @@ class LineWatch:
     def _local(self, frame: types.FrameType, event: str, arg: Any) -> Any:
         if event == "line":
             # a change seen now was made by the line this frame ran last (or by a call it made there)
-            self._check(self._prev.get(frame))
+            self._check(self._prev.get(frame), frame)
             self._prev[frame] = f"{frame.f_code.co_filename}:{frame.f_lineno}"
         elif event == "return":
-            self._check(f"{frame.f_code.co_filename}:{frame.f_lineno}")  # the line it returns from ran
+            self._check(f"{frame.f_code.co_filename}:{frame.f_lineno}", frame)  # the line it returns from ran
             self._prev.pop(frame, None)
         return self._local
 
-    def _check(self, line: str | None) -> None:
+    def _check(self, line: str | None, frame: types.FrameType) -> None:
         for key, token in self.tokens.items():
             now = _read(token)
             if now != self.last[key]:
@@ -86,11 +89,31 @@ class LineWatch:
                 if line is not None:
                     lines = self.culprits[key]
                     lines[line] = lines.get(line, 0) + 1
+                    caller = self._caller(frame)
+                    if caller is not None and caller != line:
+                        self.callers[key][line] = caller
+
+    def _caller(self, frame: types.FrameType) -> str | None:
+        """The line of the nearest user frame outside ``frame`` (library frames between are skipped), when
+        that frame itself runs lines in this window: a loop calling into a helper, not ``main()``'s caller."""
+        f = frame.f_back
+        while f is not None and not self._is_user(f.f_code):
+            f = f.f_back
+        if f is None or f not in self._prev:
+            return None
+        return f"{f.f_code.co_filename}:{f.f_lineno}"
 
     def lines(self, key: str) -> list[str]:
-        """The lines that changed ``key``'s token, most often first."""
+        """The lines that changed ``key``'s token, most often first, each followed by the loop's line that
+        called into it (when it is in a helper)."""
         found = self.culprits.get(key, {})
-        return sorted(found, key=lambda line: -found[line])
+        callers = self.callers.get(key, {})
+        out: list[str] = []
+        for line in sorted(found, key=lambda line: -found[line]):
+            for site in (line, callers.get(line)):
+                if site is not None and site not in out:
+                    out.append(site)
+        return out
 
 
 def _read(token: Token) -> Any:

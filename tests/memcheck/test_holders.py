@@ -248,3 +248,15 @@ def test_a_holder_whose_lines_stay_unseen_gets_a_few_line_windows_only() -> None
             inspector.rec.iteration = inspector.watch_closes_at
             assert inspector.tick()  # the window closes having seen no line change the holder
     assert opened == MAX_WINDOWS and "global 'cache' in m" not in inspector.executed
+
+
+def test_a_scripts_class_stays_the_users_once_main_is_memchecks_again() -> None:
+    # memcheck run restores sys.modules["__main__"] after the script: its classes must still read as user code
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile("class Handler:\n    def emit(self):\n        pass\n\nclass Bare:\n    pass\n", __file__, "exec"), ns)
+    handler, bare = ns["Handler"], ns["Bare"]
+    assert handler.__module__ == "__main__" and sys.modules["__main__"].__dict__ is not ns
+    assert holders._user_class(handler)  # by where its method was written
+    assert holders._user_class(bare)  # no method: a class of __main__ is the user's
+    assert not holders._user_class(functools.partial)  # the standard library's
+    assert not holders._user_class(holders.Holder)  # memcheck's own

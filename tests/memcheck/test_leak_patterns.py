@@ -547,6 +547,52 @@ def test_the_same_gradient_buffer_appended_every_step(tmp_path: Path) -> None:
     assert_leak(r, "local 'grads' of main()", kinds=("aliased_buffers",))
 
 
+def test_a_tensor_logged_through_a_handler_names_the_append_and_the_call(tmp_path: Path) -> None:
+    # the line that grows the list is the handler's; the user's own line is the call the logging library
+    # passes on: both are named, the append first
+    r = run_script(
+        tmp_path,
+        """
+        import logging
+
+
+        class CollectingHandler(logging.Handler):
+            def __init__(self):
+                super().__init__()
+                self.records = []
+
+            def emit(self, record):
+                self.records.append(record)  # culprit
+
+
+        def main():
+            log = logging.getLogger("train")
+            log.setLevel(logging.INFO)
+            log.propagate = False
+            handler = CollectingHandler()
+            log.addHandler(handler)
+            model = make_model()
+            opt = make_optimizer(model)
+            for step in range(600):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                log.info("step %d loss %s", step, loss)  # caller
+            print(len(handler.records))
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, "CollectingHandler.records", kinds=("retained_graph",))
+    (found,) = [f for f in r.findings if f["kind"] == "retained_graph"]
+    assert found["sites"][:2] == [r.site(), r.site("caller")], found["sites"]
+    assert f"script.py:{r.line('caller')}" in r.text, r.explain()
+
+
 def test_a_storage_wrapped_into_a_second_leaf_late_in_the_run(tmp_path: Path) -> None:
     # the wrap happens long after the first 64 fully followed iterations, in a gap between sampled
     # windows, and both gradients live only while the second epoch runs: gone by the end of the run
