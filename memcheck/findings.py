@@ -68,7 +68,8 @@ _ROWS = (
           Show("site_rates", "by_site", "Growth by allocation site"), Show("role_rates", "by_role", "Growth by role")),
          chart_window="window"),
     Kind("ref_cycle", "warning",
-         "A reference cycle keeps tensors alive until the cyclic garbage collector runs."),
+         "A reference cycle keeps tensors alive until the cyclic garbage collector runs (an error where the "
+         "program disables the collector: then nothing frees them)."),
     Kind("script_error", "error",
          "The watched code raised an error memcheck recognises (a released graph, an in-place change)."),
 )  # fmt: skip

@@ -8,6 +8,7 @@ on a hand-built snapshot with no engine running.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,7 @@ def cycle_summary(rec: Recorder) -> CycleSummary | None:
         by_site=tuple(rec.cycle_sites.most_common(10)),
         collections=rec.cycle_collections,
         closing_lines=tuple(line for line, _ in rec.cycle_lines.most_common(10)),
+        collector_off=rec.collector_off_seen or not gc.isenabled(),
     )
 
 

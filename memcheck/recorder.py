@@ -105,6 +105,7 @@ class Recorder:
         self.cycle_sites: Counter[str] = Counter()
         self.cycle_collections = 0
         self.cycle_lines: Counter[str] = Counter()
+        self.collector_off_seen = False  # a sample found the program's cyclic collector disabled
         self._in_gc = False
         self._gc_freed_this_pass = 0
         #: set by a deep check when cycles were freed unseen: names the lines of the next ones caught
@@ -422,6 +423,8 @@ class Recorder:
     def sample(self, phase: str = "loop", numpy_bytes: bool = False) -> Sample:
         """Read every probe now and keep the sample (the store is preallocated: reading moves no probe)."""
         now = time.perf_counter()
+        if not gc.isenabled():
+            self.collector_off_seen = True
         gc_counts, gc_collections = probes.gc_counts()
         gpu_used, gpu_total = self._gpu.read()
         by_role = self.ledger.estimated_bytes_by_role()

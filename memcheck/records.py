@@ -190,6 +190,7 @@ class CycleSummary:
     by_site: tuple[tuple[str, int], ...]
     collections: int
     closing_lines: tuple[str, ...]  # lines that close a cycle (``self.hook = lambda: self``)
+    collector_off: bool = False  # the program ran with ``gc.disable()``: only memcheck's own collections freed them
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,8 +8,11 @@ traceback; Ctrl-C exits 130 and SIGTERM 143 (the shell's 128 + signal number).
 
 from __future__ import annotations
 
+import _thread
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -61,11 +64,31 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def _raise(signum: int, frame: Any) -> None:
         raise Terminated(f"terminated by signal {signum}")
 
+    hook = sys.unraisablehook
+
+    def _swallowed(unraisable: Any) -> None:
+        # the signal landed inside a weakref or gc callback (memcheck's own run in every op), whose
+        # exceptions Python prints and drops: the program ran on and SIGTERM was lost. Trip it again from
+        # another thread, so it is handled where the main thread is next, past the callback (tripped from
+        # here it would be handled here again, and dropped again)
+        if isinstance(unraisable.exc_value, Terminated):
+            threading.Thread(target=_trip_later, args=(signal.SIGTERM,), daemon=True).start()
+            return
+        hook(unraisable)
+
     previous = signal.signal(signal.SIGTERM, _raise)
+    sys.unraisablehook = _swallowed
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
+
+
+def _trip_later(signum: signal.Signals, delay_s: float = 0.01) -> None:
+    """Trip ``signum`` in the main thread a moment from now (from a thread of its own)."""
+    time.sleep(delay_s)
+    _thread.interrupt_main(signum)
 
 
 def error_line(message: str) -> None:

@@ -22,15 +22,22 @@ def detect(obs: Observations) -> list[Finding]:
     top_owner = c.by_owner[0][0] if c.by_owner else "<unnamed>"
     closing = list(c.closing_lines)
     where = f" The cycle is closed at {short_site(closing[0], obs.cwd)}." if closing else ""
+    # with the collector on they only wait for its next pass; with it off (gc.disable()) nothing but
+    # memcheck's own collections freed them: the program itself would keep every one
+    lives = (
+        "This program disables the collector (gc.disable()), so without memcheck's own collections they "
+        "would never be freed."
+        if c.collector_off
+        else "They stay alive until the next collection, and for good wherever gc is disabled."
+    )
     return [
         Finding(
             kind="ref_cycle",
-            severity="warning",
+            severity="error" if c.collector_off else "warning",
             message=(
                 f"{c.buffers} buffers ({c.bytes} bytes, e.g. {top_owner!r}) were freed only by the cyclic garbage "
-                f"collector: something holding them refers back to itself.{where} They stay alive until the next "
-                "collection, never with gc disabled. Break the cycle with a weakref or by clearing the "
-                "back-reference."
+                f"collector: something holding them refers back to itself.{where} {lives} Break the cycle with a "
+                "weakref or by clearing the back-reference."
             ),
             owner=top_owner,
             sites=closing[:5] + [s for s, _ in c.by_site[:5]],
@@ -41,6 +48,7 @@ def detect(obs: Observations) -> list[Finding]:
                 "by_site": dict(c.by_site),
                 "collections_seen": c.collections,
                 "closing_lines": closing,
+                "collector_off": c.collector_off,
             },
         )
     ]

@@ -301,3 +301,32 @@ def test_sigterm_during_memcheck_run_writes_the_report_and_exits_143(tmp_path: P
     assert "Traceback" not in err + out
     (report,) = (tmp_path / "reports").glob("*.json")
     assert Run.from_json(report).interrupted
+
+
+def test_a_sigterm_that_lands_inside_a_weakref_callback_is_not_lost() -> None:
+    # memcheck's ledger runs weakref callbacks in every op; Python drops what a callback raises, so a
+    # SIGTERM handled inside one used to leave the program running (a soak that never stopped)
+    import weakref
+
+    from memcheck.cli.errors import Terminated, sigterm_as_interrupt
+
+    class Box:
+        pass
+
+    def callback(ref: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs here, inside the callback
+            pass
+
+    seen = []
+    hook = sys.unraisablehook
+    with pytest.raises(Terminated):
+        with sigterm_as_interrupt():
+            box = Box()
+            ref = weakref.ref(box, callback)
+            del box
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(ref)  # not reached: the signal was delivered again, outside the callback
+    assert seen == [] and sys.unraisablehook is hook  # and the hook is the test runner's again

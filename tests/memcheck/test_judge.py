@@ -321,6 +321,14 @@ def test_ref_cycle_names_the_closing_line_first() -> None:
     assert f.evidence["closing_lines"] == ["train.py:4"] and f.evidence["buffers"] == 10
 
 
+def test_ref_cycle_is_an_error_where_the_program_turned_the_collector_off() -> None:
+    (f,) = run(ref_cycle.detect, snapshot(cycles=replace(cycles(), collector_off=True)))
+    assert (f.kind, f.severity, f.evidence["collector_off"]) == ("ref_cycle", "error", True)
+    assert "gc.disable()" in f.message and "never be freed" in f.message
+    (on,) = run(ref_cycle.detect, snapshot(cycles=cycles()))
+    assert on.severity == "warning" and "never be freed" not in on.message
+
+
 def test_ref_cycle_silent_without_cyclic_deaths() -> None:
     assert run(ref_cycle.detect, snapshot()) == []
     assert run(ref_cycle.detect, snapshot(cycles=replace(cycles(), buffers=0))) == []
