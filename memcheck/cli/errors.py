@@ -71,8 +71,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
         # exceptions Python prints and drops: the program ran on and SIGTERM was lost. Trip it again from
         # another thread, so it is handled where the main thread is next, past the callback (tripped from
         # here it would be handled here again, and dropped again)
-        if isinstance(unraisable.exc_value, Terminated):
-            threading.Thread(target=_trip_later, args=(signal.SIGTERM,), daemon=True).start()
+        exc = unraisable.exc_value
+        if isinstance(exc, KeyboardInterrupt):  # SIGTERM (Terminated), or Ctrl-C: the same fate
+            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+            threading.Thread(target=_trip_later, args=(signum,), daemon=True).start()
             return
         hook(unraisable)
 
