@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agcore import backend
 from agcore.sites import format_site
 from memcheck import probes
 from memcheck.findings import Finding
@@ -80,15 +81,13 @@ class Recorder:
         self.thread = threading.get_ident()
         self.ledger = Ledger()
         self.iteration = 0
-        # weakref(node) -> [birth_iter, site_pair, op name, graph name, output bytes, released, counter ids,
-        #                   the sampled window's tally or None]
-        self.nodes: dict[Any, _NodeEntry] = {}
+        self.nodes: dict[Any, _NodeEntry] = {}  # weakref(node) -> its record
         self.nodes_by_iteration: Counter[int] = Counter()  # live nodes per birth iteration
         self.unreleased = 0
         # id(version counter) -> {weakref(node): version when saved}: who saved what, for in-place checks
         self.saved_by: dict[int, dict[Any, int]] = {}
         self._to_index: list[tuple[Any, tuple]] = []  # nodes made since the last in-place change
-        # id(leaf tensor) -> [weakref to it, birth site, order, gradient writes by backward]
+        # id(leaf tensor) -> [weakref to it, birth site, order, gradient writes by backward, id of its storage]
         self.leaves: dict[Any, list[Any]] = {}
         self._storage_leaves: dict[int, int] = {}  # id of a storage -> how many live known leaves wrap it
         self._leaf_order = 0
@@ -196,8 +195,7 @@ class Recorder:
         # keyed by id: weak references compare their referents, and a Tensor's == is elementwise
         key = id(tensor)
         data = getattr(tensor, "data", None)  # a foreign engine's tensor may keep its storage elsewhere
-        base = getattr(data, "base", None)
-        storage = id(tensor) if data is None else id(data if base is None else base)
+        storage = id(tensor) if data is None else id(backend.base_array(data))  # as LeafView.storage
         self.leaves[key] = [_new_ref(tensor, lambda ref: self._leaf_died(key, ref)), site, self._leaf_order, 0, storage]
         self._storage_leaves[storage] = self._storage_leaves.get(storage, 0) + 1
 

@@ -259,9 +259,8 @@ class Session:
             # the recorder saw what a check must see while it lives (a storage wrapped into a second leaf):
             # a look without the heap scan (~0.5 ms), at most ~2.5% of the run's time however often it is asked
             rec.look_at = None
-            self._timed_check(containers=False)
-            self._last_look_end = time.perf_counter()
-            self._look_cost = self._last_look_end - now
+            self._look_cost = self._timed_check(containers=False)
+            self._last_look_end = self._last_deep_end
             self._plan(it)
             return
         if self.sample_every is None:
@@ -342,7 +341,7 @@ class Session:
                 return True
         return bool(self.inspector.last_containers)  # keep following what an earlier scan found
 
-    def _timed_check(self, containers: bool) -> None:
+    def _timed_check(self, containers: bool) -> float:
         if containers and self._scan_at is None:
             self._scan_at = self.recorder.iteration  # the first container scan: a baseline to compare with
         if self.sampler is not None and self.sampler.tracing:  # a check under tracemalloc costs 10x: end the window
@@ -365,6 +364,7 @@ class Session:
         self._own_time += self._last_deep_end - start
         # the dearest recent check sets the pace (a cheap one must not let an expensive one follow at once)
         self._deep_cost = max(self._last_deep_end - start, 0.5 * self._deep_cost)
+        return self._last_deep_end - start
 
     def sample(self, phase: str = "loop") -> Sample:
         """Read every probe now and keep the sample."""

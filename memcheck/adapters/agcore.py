@@ -118,15 +118,10 @@ class AgcoreAdapter(Observer):
         They are every parameter's, exactly: the last iteration may have been one whose ops were not followed.
         """
         rec = self.recorder
-        ledger = rec.ledger
-        tally, ledger.tally = ledger.tally, None
-        try:
-            for tensor, _site, _order in rec.live_leaves():
-                grad = getattr(tensor, "grad", None)
-                if grad is not None and hasattr(grad, "nbytes") and ledger.record_of(grad) is None:
-                    ledger.add(grad, "grad", tensor, rec.backward_site, None)
-        finally:
-            ledger.tally = tally
+        for tensor, _site, _order in rec.live_leaves():
+            grad = getattr(tensor, "grad", None)
+            if grad is not None and hasattr(grad, "nbytes") and rec.ledger.record_of(grad) is None:
+                self._exactly(grad, "grad", tensor, rec.backward_site)
 
     def _adopt(self, tensor: Any) -> None:
         rec = self.recorder
