@@ -18,6 +18,7 @@ import gc
 import sys
 import warnings
 from collections import Counter, deque
+from itertools import compress
 from typing import Any
 
 from agcore.sites import format_site
@@ -149,6 +150,14 @@ def _kind(t: type) -> int:
     return 1 if issubclass(t, _CONTAINERS) else 0
 
 
+class _Kinds(dict[type, int]):
+    """type -> :func:`_kind`, learnt on a type's first lookup (so that a C-level ``map`` can ask it)."""
+
+    def __missing__(self, t: type) -> int:
+        kind = self[t] = _kind(t)
+        return kind
+
+
 class ContainerScan:
     """Lengths of the heap's containers at the last scan; a new scan reports those that grew with iterations.
 
@@ -161,7 +170,7 @@ class ContainerScan:
         self._lengths: dict[int, int] = {}
         self._types: dict[int, type] = {}
         self._iteration = 0
-        self._kinds: dict[type, int] = {}  # type -> _kind(type), learnt once per type
+        self._kinds = _Kinds()
 
     def scan(self, iteration: int, exclude: set[int]) -> list[tuple[Any, float]]:
         """``(container, items per iteration)`` for containers that grew by at least an item every ten iterations."""
@@ -181,29 +190,29 @@ class ContainerScan:
 
     def _walk(self, iteration: int, exclude: set[int], objects: list[Any]) -> list[tuple[Any, float]]:
         before, types_before, span = self._lengths, self._types, iteration - self._iteration
+        kinds = self._kinds
+        # the containers, picked in C: most of the heap (functions, tuples, instances) costs one type lookup
+        containers = list(compress(objects, map(kinds.__getitem__, map(type, objects))))
+        del objects
         lengths: dict[int, int] = {}
         types: dict[int, type] = {}
         grown: list[tuple[Any, float]] = []
-        kinds = self._kinds
         # an item every ten or more iterations (a checkpoint per epoch) counts over a long enough span
         min_growth = max(1 if span >= 16 else 2, span // 10)
-        for obj in objects:
-            t = type(obj)
-            kind = kinds.get(t)
-            if kind is None:
-                kind = kinds[t] = _kind(t)
-            if not kind:
-                continue  # most of the heap: functions, tuples, instances (one dict lookup each)
+        for obj in containers:
             n = len(obj)
+            if n < _MIN_ITEMS:
+                continue
             key = id(obj)
-            if n < _MIN_ITEMS or (kind == 2 and obj.maxlen is not None) or key in exclude:
+            t = type(obj)
+            if key in exclude or (kinds[t] == 2 and obj.maxlen is not None):
                 continue  # a deque(maxlen=...) is bounded by design: it fills, it does not leak
             lengths[key] = n
             types[key] = t
             old = before.get(key)
-            if old is not None and types_before.get(key) is t and span > 0 and n - old >= min_growth:
+            if old is not None and n - old >= min_growth and span > 0 and types_before.get(key) is t:
                 grown.append((obj, (n - old) / span))
-        del objects
+        del containers
         self._lengths, self._types, self._iteration = lengths, types, iteration
         return grown
 

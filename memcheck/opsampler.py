@@ -27,7 +27,7 @@ WINDOW = 2
 #: agcore's hooks and the deaths of its buffers in the gap, adds about as much again on a tiny model)
 BUDGET = 0.025
 #: windows follow at least this share of the iterations, however dear following is
-MIN_DUTY = 1 / 32
+MIN_DUTY = 1 / 64
 #: and at most this share: a gap now and then keeps the unfollowed time measured
 MAX_DUTY = 0.8
 #: what following is assumed to cost (ratio - 1) until both kinds of iteration were timed

@@ -103,6 +103,7 @@ class Recorder:
         self.cycle_owners: Counter[str] = Counter()
         self.cycle_sites: Counter[str] = Counter()
         self.cycle_collections = 0
+        self.collections = probes.gc_counts()[1]  # collections the process ran, counted as they end (see start)
         self.cycle_lines: Counter[str] = Counter()
         self.collector_off_seen = False  # a sample found the program's cyclic collector disabled
         self._in_gc = False
@@ -134,6 +135,7 @@ class Recorder:
     # -- lifetime ------------------------------------------------------------------
     def start(self) -> None:
         self.t0 = time.perf_counter()
+        self.collections = probes.gc_counts()[1]  # then counted by _gc_phase: a sample reads no gc.get_stats()
         gc.callbacks.append(self._gc_phase)
         self._gpu.__enter__()
 
@@ -158,6 +160,7 @@ class Recorder:
                 self._gc_kept = len(gc.garbage)
                 gc.set_debug(self._gc_flags | gc.DEBUG_SAVEALL)
         else:
+            self.collections += 1
             self._in_gc = False
             self.ledger.on_death = None
             if self._gc_freed_this_pass:
@@ -423,7 +426,6 @@ class Recorder:
         now = time.perf_counter()
         if not gc.isenabled():
             self.collector_off_seen = True
-        gc_counts, gc_collections = probes.gc_counts()
         gpu_used, gpu_total = self._gpu.read()
         by_role = self.ledger.estimated_bytes_by_role()
         s = Sample(
@@ -438,8 +440,8 @@ class Recorder:
             ledger_total_bytes=sum(by_role.values()),
             live_tensors=len(self.ledger.live),
             live_nodes=self.ledger.estimated_nodes(len(self.nodes)),
-            gc_counts=gc_counts,
-            gc_collections=gc_collections,
+            gc_counts=list(gc.get_count()),
+            gc_collections=self.collections,
             gpu_used_bytes=gpu_used,
             gpu_total_bytes=gpu_total,
             memcheck_bytes=self.own_bytes(),

@@ -215,6 +215,18 @@ class OnlineSlope:
     def __len__(self) -> int:
         return len(self._x)
 
+    def below(self, slope: float) -> bool:
+        """Whether the window's slope is surely under ``slope`` (cheap: no pairwise slopes).
+
+        From four samples on, every pair the estimate uses is at least a quarter of the window apart,
+        so no pairwise slope, their median included, exceeds four times the window's range over its span.
+        """
+        n = len(self._x)
+        if n < 4:
+            return True
+        ys = self._y
+        return 4.0 * (max(ys) - min(ys)) < slope * (self._x[-1] - self._x[0])
+
     def estimate(self) -> SlopeEstimate:
         """The current window's estimate (``certain`` False until enough samples and span)."""
         return estimate(

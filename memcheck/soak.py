@@ -41,10 +41,10 @@ _FLUSH_SECONDS = 0.25
 _NOMINAL_EVERY = 10
 #: ``sample_every="auto"``: every :data:`_NOMINAL_EVERY` iterations for this many samples, then half as
 #: often at each doubling of the iterations (half this many samples per doubling), as often again
-#: while growth is suspected. A soak of 5000 iterations takes ~130 samples instead of 500, one of 1M
-#: ~500 instead of 100k: on a fast step a sample (probes, its JSONL line, its share of the judging)
-#: costs as much as a few steps
-_THIN_AFTER = 50
+#: while growth is suspected. A soak of 5000 iterations takes ~95 samples instead of 500, one of 1M
+#: ~350 instead of 100k: on a fast step a sample (probes, its JSONL line, its share of the judging)
+#: costs as much as a few steps. 32 samples (320 iterations) hold a leak's first verdict (~iteration 200)
+_THIN_AFTER = 32
 #: samples a certain estimate needs, and how much of the run the window keeps
 _MIN_SAMPLES = 12
 _WINDOW = 64
@@ -60,6 +60,8 @@ _HEAP_NOISE_FLOOR = 64 * 1024
 _HAS_HEAP = probes.heap_bytes() is not None
 _FLOOR = _HEAP_NOISE_FLOOR if _HAS_HEAP else _RSS_NOISE_FLOOR
 _PROCESS = "heap" if _HAS_HEAP else "rss"
+#: one encoder for every line (``json.dumps`` with an argument builds a new one per call)
+_ENCODE = json.JSONEncoder(default=str).encode
 
 
 class _Signals:
@@ -83,6 +85,10 @@ class _Signals:
             self.tracing = tracing
         if tracing == self.tracing:  # tracemalloc's own tables inflate RSS while a window is open
             self.rss.add(i, sample.get(_FIELDS["rss"]))
+
+    def quiet(self) -> bool:
+        """No signal moved enough in its window to be a leak, or even suspected of one (see ``below``)."""
+        return all(sl.below(sl.min_slope) for sl in (self.ledger, self.nodes, self.rss))
 
     def by_key(self) -> dict[str, OnlineSlope]:
         return {"ledger": self.ledger, "nodes": self.nodes, "rss": self.rss}
@@ -185,7 +191,7 @@ class _SampleWriter:
 
     def write(self, sample: Any) -> None:
         row = sample.to_dict() if hasattr(sample, "to_dict") else sample
-        self.out.write((json.dumps(row, default=str) + "\n").encode("utf-8"))
+        self.out.write((_ENCODE(row) + "\n").encode("utf-8"))
         now = time.perf_counter()
         if now - self._flushed >= _FLUSH_SECONDS:
             self.out.flush()
@@ -232,8 +238,8 @@ def soak(
     """Call ``step(i)`` ``iterations`` times under a memcheck session and return the session.
 
     Samples are taken every ``sample_every`` iterations. ``"auto"`` (the default): every
-    10 iterations for the first 500, then half as often at each doubling of the iterations
-    (about 25 samples per doubling: a long soak keeps a small JSONL and a fast step is not
+    10 iterations for the first 320, then half as often at each doubling of the iterations
+    (16 samples per doubling: a long soak keeps a small JSONL and a fast step is not
     slowed by its probes), every 10 again while growth is suspected. ``sample_every=None``
     samples on the session's own clock (every ~2 ms of run time, at most ~1% of it, and up to ~32
     per doubling of the iterations, at most ~4% of it).
@@ -421,6 +427,9 @@ class _State:
         if i < sig.ledger.warmup:
             return False
         self.judged += 1
+        if sig.window_opened is None and sig.quiet():
+            self.suspect = False  # a clean loop's signals are flat: no slopes to estimate
+            return False
         if sig.window_opened is None and self.estimates:
             if self.judged % _JUDGE_EVERY or (
                 i - self._judged_iteration < _JUDGE_STALE

@@ -184,12 +184,12 @@ def test_auto_sampling_thins_as_a_clean_soak_goes_on(tmp_path: Path) -> None:
     soak(lambda i: ag.zeros(16), iterations=5000, samples_path=path, progress=False)
     its = [r["iteration"] for r in _lines(path) if r["phase"] == "loop"]
     gaps = {it: b - a for a, b, it in zip(its, its[1:], its[1:])}
-    assert all(g == 10 for it, g in gaps.items() if it <= 500)  # every 10 for the first 500
-    assert {g for it, g in gaps.items() if 500 < it <= 1000} == {20}  # then half as often each doubling
-    assert {g for it, g in gaps.items() if 1000 < it <= 2000} == {40}
-    assert {g for it, g in gaps.items() if 2000 < it <= 4000} == {80}
-    assert {g for it, g in gaps.items() if 4000 < it <= 5000} == {160}
-    assert 120 <= len(its) <= 140  # ~132, where every 10 would take 500
+    assert all(g == 10 for it, g in gaps.items() if it <= 320)  # every 10 for the first 320
+    assert {g for it, g in gaps.items() if 320 < it <= 640} == {20}  # then half as often each doubling
+    assert {g for it, g in gaps.items() if 640 < it <= 1280} == {40}
+    assert {g for it, g in gaps.items() if 1280 < it <= 2560} == {80}
+    assert {g for it, g in gaps.items() if 2560 < it <= 5000} == {160}
+    assert 90 <= len(its) <= 100  # ~96, where every 10 would take 500
 
 
 def test_an_explicit_sample_every_is_kept_to_the_end(tmp_path: Path) -> None:
