@@ -14,7 +14,7 @@ from typing import Any
 import numpy
 
 from agcore import backend
-from agcore.errors import AgcoreError, GraphReleasedError
+from agcore.errors import AgcoreError
 from agcore.node import Node
 from agcore.observe import hooks as notify
 from agcore.observe import observers, op_observers
@@ -103,7 +103,7 @@ def _run_graph(root: Node, g0: Any, retain_graph: bool, site: str, foreign: set[
     while ready:
         node = pop_ready()
         if node.released_at is not None:
-            raise GraphReleasedError(node._released_message())
+            raise node._released_error()
         fn = node.fn
         inputs = node.inputs
         g = grads.get(node)

@@ -101,10 +101,14 @@ class Node:
         """The saved arrays; raises if released or modified in place since saving."""
         saved = self.saved
         if saved is None:
-            raise GraphReleasedError(self._released_message())
+            raise self._released_error()
         for check in self.checks:
             if check[1].value != check[2]:
-                raise InplaceModifiedError(self._inplace_message(check))
+                _, counter, _, name = check
+                raise InplaceModifiedError(
+                    self._inplace_message(check), node=self.name, tensor=name or "", saved_at=self.site,
+                    modified_at=counter.site or "", op=counter.op or "",
+                )  # fmt: skip
         return saved
 
     def saved_items(self) -> list[SavedTensor]:
@@ -137,6 +141,11 @@ class Node:
     @property
     def released(self) -> bool:
         return self.released_at is not None
+
+    def _released_error(self) -> GraphReleasedError:
+        return GraphReleasedError(
+            self._released_message(), node=self.name, created_at=self.site, released_at=self.released_at or ""
+        )
 
     def _released_message(self) -> str:
         return (

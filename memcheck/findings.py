@@ -67,6 +67,9 @@ _ROWS = (
          (Show("holder", "holder", "Who holds it"), Show("chain", "chain", "Retention chain (root first)"),
           Show("site_rates", "by_site", "Growth by allocation site"), Show("role_rates", "by_role", "Growth by role")),
          chart_window="window"),
+    Kind("accumulated_hooks", "error",
+         "A hook or callback is registered again at every iteration and never removed: each step runs them all.",
+         (Show("holder", "holder", "Who holds them"), Show("chain", "chain", "Retention chain (root first)"))),
     Kind("ref_cycle", "warning",
          "A reference cycle keeps tensors alive until the cyclic garbage collector runs (an error where the "
          "program disables the collector: then nothing frees them)."),

@@ -23,6 +23,7 @@ from typing import Any
 
 from agcore.sites import format_site
 from memcheck import holders
+from memcheck.callables import repeated_callable
 from memcheck.recorder import Recorder
 from memcheck.records import GrowingContainer, Holder, Retention
 
@@ -221,6 +222,7 @@ def describe_container(container: Any, items_per_iteration: float, budget_s: flo
     """Who holds a growing container, what its new items keep alive, and whether one item repeats."""
     holder, chain = holders.holder_of(container, budget_s=budget_s)
     own = any(holders.is_memchecks(o) for o in chain)  # memcheck's own bookkeeping
+    attribute = holders.attribute_of(chain) if chain else ""
     del chain
     if holder is None or own:
         return None
@@ -231,6 +233,7 @@ def describe_container(container: Any, items_per_iteration: float, budget_s: flo
     same_obj = next((x for x in items if id(x) == same_id), None)
     distinct = {id(x): x for x in items}.values()
     per_item = sum(_kept_bytes(x) for x in distinct) / max(len(items), 1)
+    same_callable, callable_name = repeated_callable(items)
     return GrowingContainer(
         holder=holder,
         items=len(container),
@@ -239,6 +242,9 @@ def describe_container(container: Any, items_per_iteration: float, budget_s: flo
         item_type=type(items[-1]).__name__ if items else "?",
         same_item=same,
         same_item_type=type(same_obj).__name__ if same_obj is not None else "",
+        same_callable=same_callable,
+        callable_name=callable_name,
+        attribute_of=attribute,
     )
 
 

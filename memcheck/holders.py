@@ -277,31 +277,31 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
         for k, v in parent.f_locals.items():
             if v is obj:
                 return (
-                    f"local {k!r} of {parent.f_code.co_name}() -> {tname}",
+                    f"local {k!r} of {parent.f_code.co_name}() ({tname})",
                     f"local {k!r} of {parent.f_code.co_name}()",
                     "local",
                 )
-        return f"frame of {parent.f_code.co_name}() -> {tname}", f"a frame of {parent.f_code.co_name}()", "frame"
+        return f"frame of {parent.f_code.co_name}() ({tname})", f"a frame of {parent.f_code.co_name}()", "frame"
     if isinstance(parent, dict):
         if id(parent) in modules:
             for k, v in parent.items():
                 if v is obj:
-                    return f"global {k!r} -> {tname}", f"global {k!r} in {modules[id(parent)]}", "global"
+                    return f"global {k!r} ({tname})", f"global {k!r} in {modules[id(parent)]}", "global"
         if isinstance(grand, type) and getattr(grand, "__dict__", None) is not None:
             for k, v in parent.items():
                 if v is obj:
-                    return f".{k} -> {tname}", f"{grand.__qualname__}.{k}", "class_attribute"
+                    return f".{k} ({tname})", f"{grand.__qualname__}.{k}", "class_attribute"
         attrs: dict[Any, Any] = parent
         if grand is not None and getattr(grand, "__dict__", None) is attrs:
             for k, v in attrs.items():
                 if v is obj:
-                    return f".{k} -> {tname}", f"{type(grand).__qualname__}.{k}", "attribute"
+                    return f".{k} ({tname})", f"{type(grand).__qualname__}.{k}", "attribute"
         for k, v in parent.items():
             if v is obj:
-                return f"[{_short(k)}] -> {tname}", "", "dict_entry"
+                return f"[{_short(k)}] ({tname})", "", "dict_entry"
             if k is obj:
-                return f"key {_short(k)} -> {tname}", "", "dict_entry"
-        return f"value in dict -> {tname}", "", "dict_entry"
+                return f"key {_short(k)} ({tname})", "", "dict_entry"
+        return f"value in dict ({tname})", "", "dict_entry"
     if (
         isinstance(grand, types.FunctionType)
         and parent is not None
@@ -309,17 +309,17 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     ):
         param = _default_name(grand, obj)
         return (
-            f"default of {param!r} -> {tname}",
+            f"default of {param!r} ({tname})",
             f"default argument {param!r} of {grand.__qualname__}()",
             "default",
         )
     if isinstance(parent, (list, tuple, deque)):
         for j, v in enumerate(parent):
             if v is obj:
-                return f"[{j}] -> {tname}", "", "item"
-        return f"item -> {tname}", "", "item"
+                return f"[{j}] ({tname})", "", "item"
+        return f"item ({tname})", "", "item"
     if isinstance(parent, types.CellType):
-        return f"cell -> {tname}", "", "cell"
+        return f"cell ({tname})", "", "cell"
     if isinstance(parent, types.FunctionType) and parent.__closure__ and isinstance(obj, tuple):
         return "closure", "", "cell"
     if isinstance(parent, tuple) and isinstance(grand, types.FunctionType):
@@ -327,22 +327,22 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     if isinstance(parent, _LRU):
         fn = getattr(parent, "__wrapped__", None)
         name = getattr(fn, "__qualname__", "a function")
-        return f"lru_cache of {name}() -> {tname}", f"lru_cache of {name}()", "lru_cache"
+        return f"lru_cache of {name}() ({tname})", f"lru_cache of {name}()", "lru_cache"
     if isinstance(parent, BaseException):
-        return f"{type(parent).__name__}.__traceback__ -> {tname}", f"a stored {type(parent).__name__}", "exception"
+        return f"{type(parent).__name__}.__traceback__ ({tname})", f"a stored {type(parent).__name__}", "exception"
     if isinstance(parent, types.TracebackType):
-        return f"traceback -> {tname}", "a stored traceback", "exception"
+        return f"traceback ({tname})", "a stored traceback", "exception"
     for name in _slot_names(parent):
         if getattr(parent, name, None) is obj:
-            return f".{name} -> {tname}", f"{type(parent).__qualname__}.{name}", "attribute"
+            return f".{name} ({tname})", f"{type(parent).__qualname__}.{name}", "attribute"
     inline = getattr(parent, "__dict__", None)
     if isinstance(inline, dict) and inline is not obj:  # 3.11 keeps attributes inline: the object holds them
         for k, v in inline.items():
             if v is obj:
-                return f".{k} -> {tname}", f"{type(parent).__qualname__}.{k}", "attribute"
+                return f".{k} ({tname})", f"{type(parent).__qualname__}.{k}", "attribute"
     if getattr(parent, "__dict__", None) is obj:
         return "attributes", "", "attributes"
-    return f"{type(parent).__name__} -> {tname}", "", ""
+    return f"{type(parent).__name__} ({tname})", "", ""
 
 
 def _function_label(fn: types.FunctionType) -> str:
@@ -423,6 +423,26 @@ def describe(chain: list[Any]) -> Holder | None:
     special = [n for n in named if n[2] in ("exception", "lru_cache")]
     _, name, kind, _ = special[-1] if special else named[-1]
     return Holder(name=name, kind=kind, chain=tuple(hops))
+
+
+def attribute_of(chain: list[Any]) -> str:
+    """``"Parameter '0.weight'._hooks"``: the object whose attribute ``chain[-1]`` is, and the attribute;
+    "" when the last hop is no attribute (a local, an item, a global)."""
+    if len(chain) < 2:
+        return ""
+    obj, owner = chain[-1], chain[-2]
+    if isinstance(owner, dict) and len(chain) >= 3 and getattr(chain[-3], "__dict__", None) is owner:
+        owner = chain[-3]  # the hop went through the object's __dict__
+    if isinstance(owner, (types.FrameType, types.ModuleType, type, dict, list, tuple, deque, types.CellType)):
+        return ""
+    attrs = getattr(owner, "__dict__", None)
+    names = [k for k, v in attrs.items() if v is obj] if isinstance(attrs, dict) else []
+    names += [n for n in _slot_names(owner) if getattr(owner, n, None) is obj]
+    if not names:
+        return ""
+    label = getattr(owner, "name", None)
+    who = f"{type(owner).__name__} {label!r}" if isinstance(label, str) and label else type(owner).__name__
+    return f"{who}.{names[0]}"
 
 
 def holder_of(target: Any, budget_s: float = 2.0) -> tuple[Holder | None, list[Any]]:

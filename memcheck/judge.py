@@ -28,10 +28,27 @@ _ONE_PER_SESSION = ("retained_graph", "growth", "ref_cycle")
 
 
 def key(f: Finding) -> FindingKey:
-    """A problem's identity across checks: its kind, its owner, its first site."""
+    """A problem's identity across checks: its kind, its owner, its first site.
+
+    A finding about a holder (a container that keeps one buffer again, hooks piling up) is the holder's:
+    an early check that could only guess its lines and a later one that saw the line run are one problem.
+    """
     if f.kind in _ONE_PER_SESSION:
         return (f.kind, None, "")
+    if _holder(f) is not None:
+        return (f.kind, f.owner, "")
     return (f.kind, f.owner, f.sites[0] if f.sites else "")
+
+
+def _holder(f: Finding) -> dict | None:
+    holder = f.evidence.get("holder") if isinstance(f.evidence, dict) else None
+    return holder if isinstance(holder, dict) else None
+
+
+def _guessed_over_seen(old: Finding, new: Finding) -> bool:
+    """``new`` names the same holder's lines from the code only, where ``old`` saw them run."""
+    was, now = _holder(old), _holder(new)
+    return bool(was and now and old.owner == new.owner and was.get("executed") and not now.get("executed"))
 
 
 def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKey, Finding]:
@@ -46,8 +63,10 @@ def merge(seen: dict[FindingKey, Finding], new: list[Finding]) -> dict[FindingKe
     for f in new:
         k = key(f)
         old = out.get(k)
-        if old is not None and ((old.owner and not f.owner) or (old.sites and not f.sites)):
-            continue  # a later check that can no longer name the holder or the line keeps what an earlier one named
+        if old is not None and (
+            (old.owner and not f.owner) or (old.sites and not f.sites) or _guessed_over_seen(old, f)
+        ):
+            continue  # a later check that can no longer name the holder or its line keeps what an earlier one named
         if k in fresh and old is not None and severity_rank(old.severity) > severity_rank(f.severity):
             continue  # one check, one place, two findings (a failed backward, a change it did not read): the worse
         out[k] = f

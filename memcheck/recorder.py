@@ -21,7 +21,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agcore import backend
@@ -92,7 +92,8 @@ class Recorder:
         self._storage_leaves: dict[int, int] = {}  # id of a storage -> how many live known leaves wrap it
         self._leaf_order = 0
         self.inplace: deque[InplaceEvent] = deque(maxlen=_MAX_EVENTS)
-        self.errors: deque[CaughtError] = deque(maxlen=_MAX_EVENTS)
+        # engine errors, one record per (type, sites) with how often and when it was raised (at most _MAX_EVENTS)
+        self._errors: dict[tuple[str, tuple[str, ...]], CaughtError] = {}
         self.reported: list[Finding] = []  # from foreign adapters
         self.backward_calls = 0
         self.steps = 0
@@ -370,8 +371,25 @@ class Recorder:
         self.backward_calls += 1
         self.backward_site = site
 
+    @property
+    def errors(self) -> tuple[CaughtError, ...]:
+        return tuple(self._errors.values())
+
+    def mark_uncaught(self, message: str) -> bool:
+        """The engine error with this message ended the watched code: nobody caught it (False: none recorded)."""
+        keys = [key for key, e in self._errors.items() if e.message == message]
+        for key in keys:
+            self._errors[key] = replace(self._errors[key], caught=False)
+        return bool(keys)
+
     def engine_error(self, error: CaughtError) -> None:
-        self.errors.append(error)
+        """An engine error was raised: a new record, or one more of a known one (a loop that catches it every step)."""
+        key = (error.type, error.sites)
+        known = self._errors.get(key)
+        if known is not None:
+            self._errors[key] = replace(known, count=known.count + 1, last_iteration=self.iteration)
+        elif len(self._errors) < _MAX_EVENTS:
+            self._errors[key] = replace(error, first_iteration=self.iteration, last_iteration=self.iteration)
 
     def report(self, finding: Finding) -> None:
         """A finding an adapter made at the point of use (a foreign engine's dangling edge, say)."""

@@ -178,6 +178,12 @@ class GrowingContainer:
     item_type: str
     same_item: int  # largest count of one object held more than once (aliasing through a container)
     same_item_type: str
+    # of its recent items, how many are one function registered again (a bound method per step counts
+    # as its function), and that function's name: hooks and callbacks that pile up
+    same_callable: int = 0
+    callable_name: str = ""
+    # the object whose attribute the container is, named as a user reads it ("Parameter '0.weight'._hooks")
+    attribute_of: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -201,3 +207,7 @@ class CaughtError:
     message: str
     sites: tuple[str, ...]
     caught: bool
+    owner: str | None = None  # the tensor (or the variable at the culprit line) it is about
+    count: int = 1  # how often this error was raised at these sites
+    first_iteration: int = 0
+    last_iteration: int = 0

@@ -12,7 +12,6 @@ A session sees the thread that entered it (see docs/events.md).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import os
 import threading
@@ -484,11 +483,8 @@ class Session:
             "traceback": "".join(_tb.format_exception(type(exc), exc, exc.__traceback__)),
         }
         if isinstance(exc, AgcoreError):
-            errors = self.recorder.errors
-            seen = [e for e in errors if e.message == str(exc)]
-            for e in seen:  # the engine announced it as it raised; it then ended the watched code
-                errors[errors.index(e)] = dataclasses.replace(e, caught=False)
-            if not seen:
+            # the engine announced it as it raised; it then ended the watched code
+            if not self.recorder.mark_uncaught(str(exc)):
                 self.recorder.engine_error(caught_error(exc))
 
     def _reconcile(self) -> list[SiteRow]:

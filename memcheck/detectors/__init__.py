@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from memcheck.detectors import (
+    accumulated_hooks,
     aliased_buffers,
     dangling_ref,
     double_grad,
@@ -31,6 +32,7 @@ DETECTORS: tuple[Detector, ...] = (
     inplace_saved.detect,
     retained_graph.detect,
     growth.detect,
+    accumulated_hooks.detect,
     ref_cycle.detect,
-    lambda obs: engine_errors.detect(obs.errors),
+    lambda obs: engine_errors.detect(obs.errors, obs.cwd),
 )

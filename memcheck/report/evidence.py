@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 from memcheck.findings import Finding, Show, kind_of
-from memcheck.report.format import human_bytes, human_rate
+from memcheck.report.format import human_bytes, human_rate, short_site
 
 GROWTH_DRAWN = ("by_site", "by_role", "sites", "signals")
 
@@ -49,10 +50,16 @@ def _chain(show: Show, links: Any) -> dict[str, Any] | None:
     out = []
     for link in links:
         if isinstance(link, dict):
-            out.append({"label": str(link.get("label", "?")), "type": str(link.get("type", ""))})
+            out.append({"label": _short_label(str(link.get("label", "?"))), "type": str(link.get("type", ""))})
         else:
-            out.append({"label": str(link), "type": ""})
+            out.append({"label": _short_label(str(link)), "type": ""})
     return {"view": "chain", "title": show.title, "links": out}
+
+
+def _short_label(label: str) -> str:
+    """A frame's hop (``train() in /home/me/proj/train.py``) with its file as the sites name it."""
+    head, sep, path = label.rpartition("() in ")
+    return f"{head}{sep}{short_site(path)}" if sep and os.path.isabs(path) else label
 
 
 def _site_rates(show: Show, rows: Any) -> dict[str, Any] | None:

@@ -165,6 +165,10 @@ def test_second_backward_raises_naming_node_and_both_sites() -> None:
     assert f"{__file__}:{_line_of('y.sum()')}" in msg
     assert f"{__file__}:{_line_of('MARK-release')}" in msg
     assert "retain_graph=True" in msg
+    e = err.value  # what the message says, as attributes a caller need not parse
+    assert (e.node, e.created_at, e.released_at) == (
+        "SumBackward", f"{__file__}:{_line_of('y.sum()')}", f"{__file__}:{_line_of('MARK-release')}",
+    )  # fmt: skip
     # and through a deeper node too
     with pytest.raises(ag.GraphReleasedError, match=f"MulBackward.*{_line_of('MARK-create')}"):
         y.backward(np.ones(2, dtype=np.float32))
@@ -198,6 +202,10 @@ def test_inplace_change_of_a_saved_tensor_raises_with_op_name_versions_and_sites
     assert f"{__file__}:{_line_of('MARK-save')}" in msg
     assert f"{__file__}:{_line_of('MARK-modify')}" in msg
     assert "add_()" in msg
+    e = err.value
+    assert (e.node, e.tensor, e.op) == ("MulBackward", "hidden", "add_")
+    assert e.saved_at == f"{__file__}:{_line_of('MARK-save')}"
+    assert e.modified_at == f"{__file__}:{_line_of('MARK-modify')}"
 
 
 def test_optimizer_step_between_forward_and_backward_is_caught() -> None:

@@ -322,8 +322,8 @@ def test_retained_graph_names_a_module_global_and_its_append_line() -> None:
         f = only(s, "retained_graph")
         chain = f.evidence["chain"]
         assert chain[0]["label"] == f"module {__name__}" and chain[0]["type"] == "dict"
-        assert chain[1]["label"] == "global 'HISTORY' -> list"
-        assert chain[-1]["type"] == "Tensor" and re.fullmatch(r"\[\d\] -> Tensor", chain[-1]["label"])
+        assert chain[1]["label"] == "global 'HISTORY' (list)"
+        assert chain[-1]["type"] == "Tensor" and re.fullmatch(r"\[\d\] \(Tensor\)", chain[-1]["label"])
         assert f.owner == f"global 'HISTORY' in {__name__}" and f.sites[0] == site("module-append")
         assert f.evidence["holder"]["kind"] == "global" and f.evidence["graph_made_at"] in f.sites
         assert f.evidence["iteration_made"] == 0 and f.evidence["iterations_retained"] == 5

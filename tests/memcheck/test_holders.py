@@ -52,7 +52,7 @@ def test_chain_from_a_module_global_through_a_dict_and_a_list() -> None:
         chain = holders.find_chain(CACHE["k"][0])  # nothing in this frame holds the thing
         assert [type(o).__name__ for o in chain] == ["dict", "dict", "list", "_Thing"]
         assert chain[0] is vars(sys.modules[__name__])
-        assert _labels(chain) == [f"module {__name__}", "global 'CACHE' -> dict", "['k'] -> list", "[0] -> _Thing"]
+        assert _labels(chain) == [f"module {__name__}", "global 'CACHE' (dict)", "['k'] (list)", "[0] (_Thing)"]
         holder = holders.describe(chain)
         assert holder is not None
         assert (holder.name, holder.kind) == (f"global 'CACHE' in {__name__}", "global")
@@ -69,7 +69,7 @@ def test_chain_from_a_running_frames_local_through_a_slot() -> None:
     labels = _labels(chain)
     name = "test_chain_from_a_running_frames_local_through_a_slot"
     assert labels[0] == f"{name}() in {__file__}"  # no line number: the chain stays the same as the frame runs
-    assert labels[1:] == [f"local 'holder' of {name}() -> list", "[0] -> _Slotted", ".item -> _Thing"]
+    assert labels[1:] == [f"local 'holder' of {name}() (list)", "[0] (_Slotted)", ".item (_Thing)"]
     described = holders.describe(chain)
     assert described is not None and (described.name, described.kind) == ("_Slotted.item", "attribute")
 
@@ -99,7 +99,7 @@ def test_a_deeply_nested_object_is_found_from_its_root() -> None:
     nested: list[Any] = [[[[_Thing()]]]]
     found = holders.find_chain(nested[0][0][0][0])
     assert [type(o).__name__ for o in found] == ["frame", "list", "list", "list", "list", "_Thing"]
-    assert _labels(found)[1] == "local 'nested' of test_a_deeply_nested_object_is_found_from_its_root() -> list"
+    assert _labels(found)[1] == "local 'nested' of test_a_deeply_nested_object_is_found_from_its_root() (list)"
 
 
 def test_the_nearest_root_wins() -> None:
@@ -128,7 +128,7 @@ def test_an_object_attribute_is_named_class_dot_attribute() -> None:
         trainer.step(_Thing())
     holder, chain = holders.holder_of(trainer.curve[-1])
     assert holder is not None and (holder.name, holder.kind) == ("Trainer.curve", "attribute")
-    assert holder.chain[-1].label == "[2] -> _Thing"
+    assert holder.chain[-1].label == "[2] (_Thing)"
     assert holders.candidate_lines(holder) == [site("trainer-append")]
 
 

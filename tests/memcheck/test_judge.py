@@ -20,6 +20,7 @@ import agcore as ag
 import memcheck
 from memcheck import foreign, judge
 from memcheck.detectors import (
+    accumulated_hooks,
     aliased_buffers,
     dangling_ref,
     double_grad,
@@ -59,7 +60,7 @@ def leaf(name: str, storage: int, grad: int | None = None, span: tuple[int, int]
 HISTORY = Holder(
     name="local 'history' of main()",
     kind="local",
-    chain=(Hop("main() at train.py:3", "frame"), Hop("local 'history' of main() -> list", "list")),
+    chain=(Hop("main() at train.py:3", "frame"), Hop("local 'history' of main() (list)", "list")),
     lines=("train.py:12",),
     executed=True,
 )
@@ -68,7 +69,7 @@ HISTORY = Holder(
 SNAPSHOTS = Holder(
     name="global 'SNAPSHOTS' in train",
     kind="global",
-    chain=(Hop("module train", "dict"), Hop("global 'SNAPSHOTS' -> list", "list")),
+    chain=(Hop("module train", "dict"), Hop("global 'SNAPSHOTS' (list)", "list")),
     lines=("train.py:40",),
     executed=True,
 )
@@ -311,6 +312,47 @@ def test_py_blocks_growth_needs_a_container_that_explains_it() -> None:
     assert f.evidence["probe"] == "py_blocks" and f.owner == HISTORY.name
 
 
+# -- accumulated_hooks ---------------------------------------------------------------------------
+
+HOOKS = Holder(name="local 'p' of train()", kind="local", chain=(Hop("train() at train.py:3", "frame"),),
+               lines=("train.py:23",), executed=True)  # fmt: skip
+
+
+def hook_list(label: str, repeats: int = 40, rate: float = 1.0, name: str = "GradStats.hook()") -> GrowingContainer:
+    return replace(container(holder=HOOKS, rate=rate, bpi=64.0 * rate, item_type="method"), items=120,
+                   same_callable=repeats, callable_name=name, attribute_of=label)  # fmt: skip
+
+
+def test_accumulated_hooks_fires_once_per_function_over_every_list_it_piles_up_in() -> None:
+    obs = snapshot(containers=(hook_list("Parameter 'b'._hooks"), hook_list("Parameter 'w'._hooks"),
+                               hook_list("Trainer.callbacks", name="Trainer.log()")))  # fmt: skip
+    found = run(accumulated_hooks.detect, obs)
+    assert [f.evidence["function"] for f in found] == ["GradStats.hook()", "Trainer.log()"]
+    f = found[0]
+    assert (f.kind, f.severity, f.owner) == ("accumulated_hooks", "error", "Parameter 'b'._hooks")
+    assert f.sites == ["train.py:23"]
+    assert f.evidence["holders"] == ["Parameter 'b'._hooks", "Parameter 'w'._hooks"]
+    assert f.evidence["entries_per_iteration"] == 2.0 and f.evidence["entries"] == 240
+    assert f.bytes == 240 * 64 and "and 1 more like it gains 2.0 entries per iteration" in f.message
+
+
+def test_accumulated_hooks_silent_on_slow_lists_distinct_functions_and_plain_items() -> None:
+    slow = hook_list("Parameter 'w'._hooks", rate=0.1)  # a hook an epoch: setup, not the loop
+    mixed = hook_list("Trainer.callbacks", repeats=3)  # distinct callbacks, each once
+    plain = container(item_type="float")  # a loss history
+    assert run(accumulated_hooks.detect, snapshot(containers=(slow, mixed, plain))) == []
+
+
+def test_merge_keeps_the_line_seen_running_over_a_later_guess_of_one_holder() -> None:
+    guessed = replace(HOOKS, lines=("train.py:19", "train.py:23"), executed=False)
+    early = judge.judge(snapshot(containers=(replace(hook_list("Parameter 'w'._hooks"), holder=guessed),)))
+    seen = judge.judge(snapshot(containers=(hook_list("Parameter 'w'._hooks"),)))
+    for order in ((early, seen), (seen, early)):
+        out = judge.merge(judge.merge({}, order[0]), order[1])
+        (f,) = [f for f in out.values() if f.kind == "accumulated_hooks"]
+        assert f.sites == ["train.py:23"]
+
+
 # -- ref_cycle ---------------------------------------------------------------------------------------
 
 
@@ -345,6 +387,19 @@ def test_engine_errors_become_findings_even_when_caught() -> None:
     assert found[0].sites[0] == "train.py:20" and found[0].evidence["caught"] is True
     assert "caught it" in found[0].message
     assert found[1].sites == ["train.py:27", "train.py:25", "train.py:30"]  # the change, the save, the backward
+
+
+def test_an_engine_error_caught_every_iteration_says_how_often_and_whose_it_is() -> None:
+    every_step = replace(caught("InplaceModifiedError", sites=("/work/train.py:30", "/work/train.py:25")),
+                         message="saved by the op at /work/train.py:25, modified at /work/train.py:30", owner="logits",
+                         count=1500, first_iteration=0, last_iteration=1499)  # fmt: skip
+    (f,) = engine_errors.detect((every_step,), cwd="/work")
+    assert f.owner == "logits" and (f.evidence["times"], f.evidence["last_iteration"]) == (1500, 1499)
+    assert f.message.startswith("Backward failed 1500 times (iterations 0-1499; the program caught it each time")
+    assert "by the op at train.py:25, modified at train.py:30" in f.message  # sites as the at lines name them
+    assert f.sites == ["/work/train.py:25", "/work/train.py:30"]  # the findings keep full sites
+    (once,) = engine_errors.detect((caught(),))
+    assert "(the program caught it and went on)" in once.message and " times" not in once.message
 
 
 def test_engine_errors_silent_on_other_errors() -> None:

@@ -691,8 +691,50 @@ def test_a_caught_second_backward_is_still_a_finding(tmp_path: Path) -> None:
     assert r.rc == 1, r.explain()
     found = [f for f in r.findings if f["evidence"].get("error") == "GraphReleasedError"]
     assert found and found[0]["severity"] == "error" and found[0]["evidence"]["caught"] is True, r.findings
-    assert found[0]["sites"][0] == r.site()
+    assert found[0]["sites"][0] == r.site() and found[0]["owner"] == "loss"  # what backward ran from
     assert f"script.py:{r.line()}" in r.text, r.explain()
+
+
+def test_an_inplace_change_caught_at_every_step_says_how_often_and_names_the_tensor(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        class Trainer:
+            def __init__(self):
+                self.model = make_model()
+                self.opt = make_optimizer(self.model)
+                self.skipped = 0
+
+            def step(self, step):
+                x, y = batch(step)
+                self.opt.zero_grad()
+                logits = self.model(x)
+                loss = ag.cross_entropy(logits, y) + 1e-3 * (logits * logits).mean()
+                logits.mul_(0.5)  # culprit
+                try:
+                    loss.backward()
+                except ag.InplaceModifiedError:
+                    self.skipped += 1
+                    return
+                self.opt.step()
+
+
+        def main():
+            trainer = Trainer()
+            for step in range(120):
+                trainer.step(step)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert r.rc == 1, r.explain()
+    (f,) = [f for f in r.findings if f["kind"] == "inplace_saved"]
+    assert f["sites"][0] == r.site() and f["owner"] == "logits"
+    assert f["evidence"]["times"] == 120 and f["evidence"]["caught"] is True
+    assert "Backward failed 120 times" in r.text and "caught it each time" in r.text, r.explain()
+    assert str(tmp_path) not in f["message"]  # its sites read as the at lines do
 
 
 # -- must stay silent -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ boundaries, samples), bounded, and never judges.
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,18 @@ def test_events_are_bounded() -> None:
         rec.inplace_change(counter, "w", "mul_", v, "train.py:9", 12, by_optimizer=False)
         rec.engine_error(CaughtError(type="GraphReleasedError", message="m", sites=(), caught=True))
     assert len(rec.inplace) <= 256 and len(rec.errors) <= 256
+
+
+def test_an_engine_error_raised_again_is_counted_not_listed_again() -> None:
+    rec = Recorder()
+    err = CaughtError(type="InplaceModifiedError", message="m", sites=("train.py:9",), caught=True)
+    for it in range(5):
+        rec.iteration = it + 3
+        rec.engine_error(err)
+    rec.engine_error(replace(err, sites=("train.py:12",)))
+    first, other = rec.errors
+    assert (first.count, first.first_iteration, first.last_iteration) == (5, 3, 7) and other.count == 1
+    assert rec.mark_uncaught("m") and not any(e.caught for e in rec.errors) and not rec.mark_uncaught("other")
 
 
 # -- leaves --------------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""One function registered again and again: how a container's items read as hooks and callbacks.
+
+A hook list that gains ``stats.hook`` every step holds a new bound method each time (each
+``stats.hook`` is a fresh object), so identity cannot tell that they repeat; their function can.
+Only what is plainly a function counts (functions, lambdas, bound methods, builtins, partials, and a
+module's ``(hook, flags)`` entries): a list of model copies is callable too, and is not a hook list.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections import Counter
+from typing import Any
+
+_FUNCTIONS = (
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+    types.BuiltinMethodType,
+    functools.partial,
+)
+
+
+def _function(item: Any) -> Any:
+    """The function an item registers, or None: a module's hook tables hold ``(hook, with_kwargs)``."""
+    if isinstance(item, tuple) and item and isinstance(item[0], _FUNCTIONS):
+        item = item[0]
+    while isinstance(item, functools.partial):
+        item = item.func
+    if isinstance(item, types.MethodType):
+        item = item.__func__
+    return item if isinstance(item, _FUNCTIONS) else None
+
+
+def _name(fn: Any) -> str:
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    parts = str(qualname).split(".<locals>.")  # a nested function as a user names it
+    inner = "a lambda" if parts[-1].rsplit(".", 1)[-1] == "<lambda>" else f"{parts[-1]}()"
+    return f"{inner} in {parts[-2]}()" if len(parts) > 1 else inner
+
+
+def repeated_callable(items: list[Any]) -> tuple[int, str]:
+    """``(how many of items are one function, its name)``; ``(0, "")`` when none is a function."""
+    counts: Counter[Any] = Counter()
+    first: dict[Any, Any] = {}
+    for item in items:
+        fn = _function(item)
+        if fn is None:
+            continue
+        key = getattr(fn, "__code__", fn)  # one lambda written once is one code object, however many closures
+        counts[key] += 1
+        first.setdefault(key, fn)
+    if not counts:
+        return 0, ""
+    key, count = counts.most_common(1)[0]
+    return count, _name(first[key])
