@@ -3,12 +3,14 @@
 A hook list that gains ``stats.hook`` every step holds a new bound method each time (each
 ``stats.hook`` is a fresh object), so identity cannot tell that they repeat; their function can.
 Only what is plainly a function counts (functions, lambdas, bound methods, builtins, partials, and a
-module's ``(hook, flags)`` entries): a list of model copies is callable too, and is not a hook list.
+module's ``(hook, flags)`` entries), and logging handlers (each one emits every record again): a list
+of model copies is callable too, and is not a hook list.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import types
 from collections import Counter
 from typing import Any
@@ -23,25 +25,31 @@ _FUNCTIONS = (
 
 
 def _function(item: Any) -> Any:
-    """The function an item registers, or None: a module's hook tables hold ``(hook, with_kwargs)``."""
+    """The function an item registers, or None: a module's hook tables hold ``(hook, with_kwargs)``; a
+    logging handler stands for its class."""
+    if isinstance(item, logging.Handler):
+        return type(item)
     if isinstance(item, tuple) and item and isinstance(item[0], _FUNCTIONS):
         item = item[0]
     while isinstance(item, functools.partial):
         item = item.func
     if isinstance(item, types.MethodType):
         item = item.__func__
-    return item if isinstance(item, _FUNCTIONS) else None
+    return item if isinstance(item, _FUNCTIONS) else None  # (a class is no entry: a handler's was taken above)
 
 
 def _name(fn: Any) -> str:
+    if isinstance(fn, type):  # a handler class
+        return f"a {fn.__name__}"
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     parts = str(qualname).split(".<locals>.")  # a nested function as a user names it
     inner = "a lambda" if parts[-1].rsplit(".", 1)[-1] == "<lambda>" else f"{parts[-1]}()"
     return f"{inner} in {parts[-2]}()" if len(parts) > 1 else inner
 
 
-def repeated_callable(items: list[Any]) -> tuple[int, str]:
-    """``(how many of items are one function, its name)``; ``(0, "")`` when none is a function."""
+def repeated_callable(items: list[Any]) -> tuple[int, str, bool]:
+    """``(how many of items are one function, its name, whether they are logging handlers)``;
+    ``(0, "", False)`` when none is a function."""
     counts: Counter[Any] = Counter()
     first: dict[Any, Any] = {}
     for item in items:
@@ -52,6 +60,6 @@ def repeated_callable(items: list[Any]) -> tuple[int, str]:
         counts[key] += 1
         first.setdefault(key, fn)
     if not counts:
-        return 0, ""
+        return 0, "", False
     key, count = counts.most_common(1)[0]
-    return count, _name(first[key])
+    return count, _name(first[key]), isinstance(key, type)

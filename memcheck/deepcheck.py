@@ -26,7 +26,9 @@ from memcheck.records import GrowingContainer, Holder, Retention
 LINE_WINDOW = 2
 #: line windows opened for one holder at most
 MAX_WINDOWS = 3
-_MAX_CONTAINERS = 3
+#: growing containers a scan describes at most (each costs a walk for its holder; hook lists come one per
+#: parameter)
+_MAX_CONTAINERS = 6
 
 
 class Inspector:
@@ -116,7 +118,7 @@ class Inspector:
             grown = self.scan.scan(self.rec.iteration, exclude)
             grown.sort(key=lambda g: -g[1])
             for container, rate in grown[:_MAX_CONTAINERS]:
-                desc = heapscan.describe_container(container, rate)
+                desc = heapscan.describe_container(container, rate, iteration=self.rec.iteration)
                 if desc is None or not holders.is_user_file(_root_file(desc.holder)) and desc.holder.kind == "unknown":
                     continue
                 if _internal(desc.holder):

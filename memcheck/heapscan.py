@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import sys
 import warnings
+import weakref
 from collections import Counter, deque
 from itertools import compress
 from typing import Any
@@ -218,8 +219,17 @@ class ContainerScan:
         return grown
 
 
-def describe_container(container: Any, items_per_iteration: float, budget_s: float = 1.0) -> GrowingContainer | None:
-    """Who holds a growing container, what its new items keep alive, and whether one item repeats."""
+def describe_container(
+    container: Any, items_per_iteration: float, budget_s: float = 1.0, iteration: int = 0
+) -> GrowingContainer | None:
+    """Who holds a growing container, what its new items keep alive, and whether one item repeats.
+
+    None for memcheck's own containers and for weak ones (a ``WeakSet``'s set of references keeps
+    nothing alive: the objects it tracks are held, if at all, somewhere else).
+    """
+    items = _recent_items(container)
+    if items and all(isinstance(x, weakref.ref) for x in items):
+        return None
     holder, chain = holders.holder_of(container, budget_s=budget_s)
     own = any(holders.is_memchecks(o) for o in chain)  # memcheck's own bookkeeping
     attribute = holders.attribute_of(chain) if chain else ""
@@ -227,13 +237,12 @@ def describe_container(container: Any, items_per_iteration: float, budget_s: flo
     if holder is None or own:
         return None
     holder = Holder(name=holder.name, kind=holder.kind, chain=holder.chain + (), lines=holder.lines)
-    items = _recent_items(container)
     repeats = Counter(id(x) for x in items)
     same_id, same = repeats.most_common(1)[0] if repeats else (0, 0)
     same_obj = next((x for x in items if id(x) == same_id), None)
     distinct = {id(x): x for x in items}.values()
     per_item = sum(_kept_bytes(x) for x in distinct) / max(len(items), 1)
-    same_callable, callable_name = repeated_callable(items)
+    same_callable, callable_name, handlers = repeated_callable(items)
     return GrowingContainer(
         holder=holder,
         items=len(container),
@@ -244,7 +253,9 @@ def describe_container(container: Any, items_per_iteration: float, budget_s: flo
         same_item_type=type(same_obj).__name__ if same_obj is not None else "",
         same_callable=same_callable,
         callable_name=callable_name,
+        handlers=handlers,
         attribute_of=attribute,
+        counted_at=iteration,
     )
 
 

@@ -108,6 +108,8 @@ def cycle_summary(rec: Recorder) -> CycleSummary | None:
         collections=rec.cycle_collections,
         closing_lines=tuple(line for line, _ in rec.cycle_lines.most_common(10)),
         collector_off=rec.collector_off_seen or not gc.isenabled(),
+        first_freed_at=rec.cycle_first_freed_at or 0,
+        birth_iterations=len(rec.cycle_births),
     )
 
 

@@ -104,6 +104,8 @@ class Recorder:
         self.cycle_owners: Counter[str] = Counter()
         self.cycle_sites: Counter[str] = Counter()
         self.cycle_collections = 0
+        self.cycle_first_freed_at: int | None = None  # the iteration of the first buffer a collection freed
+        self.cycle_births: set[int] = set()  # iterations those buffers were made in (a few: is it once, or a loop?)
         self.collections = probes.gc_counts()[1]  # collections the process ran, counted as they end (see start)
         self.cycle_lines: Counter[str] = Counter()
         self.collector_off_seen = False  # a sample found the program's cyclic collector disabled
@@ -181,6 +183,10 @@ class Recorder:
         if threading.get_ident() != self._gc_thread:
             return  # freed by reference counting on another thread while the collector's callbacks ran
         self._gc_freed_this_pass += 1
+        if self.cycle_first_freed_at is None:
+            self.cycle_first_freed_at = self.iteration
+        if len(self.cycle_births) < 4:
+            self.cycle_births.add(rec.birth_iter)
         self.cycle_buffers += 1
         self.cycle_bytes += rec.bytes
         if len(self.cycle_owners) < 64 or rec.owner_name() in self.cycle_owners:

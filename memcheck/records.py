@@ -182,8 +182,10 @@ class GrowingContainer:
     # as its function), and that function's name: hooks and callbacks that pile up
     same_callable: int = 0
     callable_name: str = ""
+    handlers: bool = False  # the repeated entries are logging handlers (added, not registered)
     # the object whose attribute the container is, named as a user reads it ("Parameter '0.weight'._hooks")
     attribute_of: str = ""
+    counted_at: int = 0  # the iteration at which ``items`` was counted (a later check may not scan again)
 
 
 @dataclass(slots=True, frozen=True)
@@ -197,6 +199,8 @@ class CycleSummary:
     collections: int
     closing_lines: tuple[str, ...]  # lines that close a cycle (``self.hook = lambda: self``)
     collector_off: bool = False  # the program ran with ``gc.disable()``: only memcheck's own collections freed them
+    first_freed_at: int = 0  # the iteration at which a collection first freed one
+    birth_iterations: int = 0  # iterations they were made in (counted up to 4)
 
 
 @dataclass(slots=True, frozen=True)

@@ -226,7 +226,10 @@ class MLP(Module):
         layers: list[Linear] = self.layers._list  # type: ignore[assignment]
         linear_relu = F._linear_relu
         for layer in layers[:-1]:  # hidden layers: affine + ReLU as one fused op (one node, one buffer)
-            if layer.bias is None:
+            d = layer.__dict__
+            if d.get("_forward_hooks") or d.get("_forward_pre_hooks"):  # a hooked layer is called, as in PyTorch
+                x = F.relu(layer(x))
+            elif layer.bias is None:
                 x = linear_relu(x, layer.weight)
             else:
                 x = linear_relu(x, layer.weight, layer.bias)

@@ -11,45 +11,84 @@ are removed through their handles, does not grow between two scans and is never 
 
 from __future__ import annotations
 
+import linecache
+import re
+from dataclasses import replace
+
 from memcheck._util import short_site, unique
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 from memcheck.records import GrowingContainer
 
+#: (what was done again, what runs every entry, what to do): hooks and callbacks, and logging handlers
+_HOOKS = ("registered", "call", "Register it once, before the loop, or keep the handle it returns and call "
+          "handle.remove() when done.")  # fmt: skip
+_HANDLERS = ("added", "record logged", "Add it once, before the loop, or call removeHandler() when done.")
 #: entries of one function among a container's recent ones, and entries gained per iteration
 MIN_REPEATS = 8
 MIN_RATE = 0.5
+
+
+#: a registry's own store of what it was handed (``self._subscribers.append(fn)``, ``self._subs[key] = fn``):
+#: a bare name stored is the helper's argument, and the line to change is the caller's
+_STORE = re.compile(r"\.(?:append|add|appendleft)\(\s*[A-Za-z_]\w*\s*\)|\]\s*=\s*[A-Za-z_]\w*\s*$")
 
 
 def _label(c: GrowingContainer) -> str:
     return c.attribute_of or c.holder.name
 
 
+def _culprit_first(lines: list[str]) -> list[str]:
+    """The registering call first: where the growing line only stores what a helper was handed (a registry's
+    ``subscribe``), the caller's line that hands it over comes before it."""
+    if len(lines) >= 2 and _STORE.search(_source(lines[0])):
+        return [lines[1], lines[0], *lines[2:]]
+    return lines
+
+
+def _source(site: str) -> str:
+    path, _, line = site.rpartition(":")
+    return linecache.getline(path, int(line)) if line.isdigit() else ""
+
+
+def _entries(n: float) -> str:
+    return "1 entry" if round(n, 1) == 1.0 else f"{n:.2g} entries"
+
+
+def is_hook_list(c: GrowingContainer) -> bool:
+    """One function registered again and again, growing with the iterations: this detector's, not growth's."""
+    return c.same_callable >= MIN_REPEATS and c.items_per_iteration >= MIN_RATE and bool(c.callable_name)
+
+
 def detect(obs: Observations) -> list[Finding]:
     by_function: dict[str, list[GrowingContainer]] = {}
     for c in obs.containers:
-        if c.same_callable >= MIN_REPEATS and c.items_per_iteration >= MIN_RATE and c.callable_name:
+        if is_hook_list(c):
             by_function.setdefault(c.callable_name, []).append(c)
     findings = []
     for name, found in sorted(by_function.items()):
         found.sort(key=_label)
         ran = [c for c in found if c.holder.executed]
-        lines = unique(line for c in (ran or found) for line in c.holder.lines)
+        lines = _culprit_first(unique(line for c in (ran or found) for line in c.holder.lines))
         rate = sum(c.items_per_iteration for c in found)
-        entries = sum(c.items for c in found)
+        # counted at the scan that saw them grow; a later check may not scan again: they grew on since
+        entries = int(sum(c.items + c.items_per_iteration * max(obs.iteration - c.counted_at, 0) for c in found))
+        counted = sum(c.items for c in found)
         labels = [_label(c) for c in found]
+        gain = "gains" if len(labels) == 1 else "gain"
         where = labels[0] if len(labels) == 1 else f"{labels[0]} and {len(labels) - 1} more like it"
         at = f" at {short_site(lines[0], obs.cwd)}" if lines else ""
+        now = f"{entries} now" if entries == counted else f"about {entries} by now"
         per_entry = sum(c.bytes_per_iteration for c in found) / rate
+        verb, call, advice = _HANDLERS if found[0].handlers else _HOOKS
         findings.append(
             Finding(
                 kind="accumulated_hooks",
                 severity="error",
                 message=(
-                    f"{name} is registered again at every iteration{at}: {where} gains {rate:.1f} "
-                    f"entries per iteration ({entries} now), and every entry runs again at each call, so each "
-                    "step does more work than the last. Register it once before the loop, or keep the handle "
-                    "it returns and call handle.remove() when done."
+                    f"{name} is {verb} again at every iteration{at}: {where} {gain} {_entries(rate)} per "
+                    f"iteration ({now}), and every entry runs again at each {call}, so each step does more work "
+                    f"than the last. {advice}"
                 ),
                 owner=labels[0],
                 sites=lines[:3],
@@ -57,10 +96,18 @@ def detect(obs: Observations) -> list[Finding]:
                 evidence={
                     "function": name,
                     "entries_per_iteration": rate,
+                    "bytes_per_iteration": per_entry * rate,
                     "entries": entries,
+                    "counted": counted,
+                    "counted_at": min(c.counted_at for c in found),
                     "repeats": max(c.same_callable for c in found),
                     "holders": labels,
-                    "holder": found[0].holder.to_dict(),
+                    "holder": replace(
+                        found[0].holder,
+                        name=labels[0],
+                        lines=tuple(lines),
+                        kind="attribute" if found[0].attribute_of else found[0].holder.kind,
+                    ).to_dict(),  # fmt: skip
                     "chain": [h.to_dict() for h in found[0].holder.chain],
                 },
             )

@@ -23,6 +23,7 @@ import numpy as np
 
 from memcheck import slope
 from memcheck._util import short_site
+from memcheck.detectors.accumulated_hooks import is_hook_list
 from memcheck.detectors.retained_graph import MIN_ITERATIONS
 from memcheck.findings import Finding
 from memcheck.observations import Observations
@@ -107,7 +108,8 @@ def _by_site(obs: Observations) -> list[dict[str, Any]]:
 
 
 def _holder(obs: Observations) -> GrowingContainer | None:
-    live = [c for c in obs.containers if c.bytes_per_iteration > 0]
+    # a hook list is accumulated_hooks' (its entries weigh little; that they all run again is the harm)
+    live = [c for c in obs.containers if c.bytes_per_iteration > 0 and not is_hook_list(c)]
     return max(live, key=lambda c: c.bytes_per_iteration) if live else None
 
 

@@ -15,9 +15,20 @@ from memcheck.findings import Finding
 from memcheck.observations import Observations
 
 
+def made_once_freed_at_the_end(obs: Observations) -> bool:
+    """A structure the loop lived with, made once and freed by one collection after its last iteration (a
+    trainer that subscribed its own method: trainer, bus, method, trainer): gone when the program is done
+    with it, and no cycle the loop makes again. With the collector off it is never freed: still reported."""
+    c = obs.cycles
+    return (
+        c is not None and not c.collector_off and obs.iteration >= 2
+        and c.first_freed_at >= obs.iteration and c.birth_iterations <= 2
+    )  # fmt: skip
+
+
 def detect(obs: Observations) -> list[Finding]:
     c = obs.cycles
-    if c is None or not c.buffers:
+    if c is None or not c.buffers or made_once_freed_at_the_end(obs):
         return []
     top_owner = c.by_owner[0][0] if c.by_owner else "<unnamed>"
     closing = list(c.closing_lines)

@@ -221,6 +221,24 @@ def test_hooks_see_and_replace_and_remove() -> None:
     assert order == ["first", "second", ("kwargs", {})]
 
 
+def test_hooks_on_an_mlps_hidden_layers_fire_though_its_forward_is_fused() -> None:
+    ag.manual_seed(0)
+    mlp = agnn.MLP([3, 5, 4, 2])
+    x = ag.randn(6, 3)
+    plain = mlp(x).numpy()
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    handles = [
+        mlp.layers[0].register_forward_pre_hook(lambda m, args: seen.append(("pre", args[0].shape))),
+        mlp.layers[1].register_forward_hook(lambda m, args, out: seen.append(("post", out.shape))),
+    ]
+    np.testing.assert_allclose(mlp(x).numpy(), plain, rtol=1e-6)  # the same numbers, through the layers' calls
+    assert seen == [("pre", (6, 3)), ("post", (6, 4))]  # each layer's own output, before the ReLU, as in PyTorch
+    mlp.layers[1].register_forward_hook(lambda m, args, out: out * 0.0)  # a replaced output goes on into the ReLU
+    np.testing.assert_allclose(mlp(x).numpy(), mlp.layers[2](ag.zeros(6, 4)).numpy())  # relu(0), then the last
+    for h in handles:
+        h.remove()
+
+
 def test_module_call_without_hooks_calls_forward_directly() -> None:
     class Fresh(agnn.Module):
         def forward(self, x):

@@ -174,3 +174,144 @@ def test_hooks_registered_once_or_removed_through_their_handles_are_clean(tmp_pa
         """,
     )
     assert_clean(r)
+
+
+EVENTS = """
+from collections import defaultdict
+
+
+class EventBus:
+    def __init__(self):
+        self._subscribers = defaultdict(list)
+
+    def subscribe(self, topic, fn):
+        self._subscribers[topic].append(fn)
+
+    def publish(self, topic, **payload):
+        for fn in self._subscribers[topic]:
+            fn(**payload)
+"""
+
+
+def test_a_listener_subscribed_to_an_event_bus_every_step_names_the_subscribe_call(tmp_path: Path) -> None:
+    (tmp_path / "events.py").write_text(EVENTS)
+    r = run_script(
+        tmp_path,
+        """
+        from events import EventBus
+
+
+        class Trainer:
+            def __init__(self, bus):
+                self.bus = bus
+                self.model = make_model()
+                self.opt = make_optimizer(self.model)
+                self.best = float("inf")
+
+            def on_loss(self, step, value):
+                self.best = min(self.best, value)
+
+            def train(self, steps):
+                for step in range(steps):
+                    self.bus.subscribe("loss", self.on_loss)  # culprit
+                    x, y = batch(step)
+                    self.opt.zero_grad()
+                    loss = ag.cross_entropy(self.model(x), y)
+                    loss.backward()
+                    self.opt.step()
+                    self.bus.publish("loss", step=step, value=loss.item())
+
+
+        if __name__ == "__main__":
+            Trainer(EventBus()).train(150)
+        """,
+    )
+    f = hooks_finding(r)  # the loop's subscribe call first, the bus's own append after it
+    assert f["owner"] == "EventBus._subscribers" and f["sites"][1].endswith("events.py:10"), f["sites"]
+
+
+LOGSETUP = """
+import logging
+import sys
+
+
+def get_logger(name="train"):
+    log = logging.getLogger(name)
+    handler = logging.StreamHandler(sys.stdout)
+    log.addHandler(handler)  # culprit
+    return log
+"""
+
+
+def test_a_logging_handler_added_by_a_helper_the_loop_calls_every_step(tmp_path: Path) -> None:
+    (tmp_path / "logsetup.py").write_text(LOGSETUP)
+    r = run_script(
+        tmp_path,
+        """
+        from logsetup import get_logger
+
+
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            for step in range(150):
+                log = get_logger()  # caller
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                if step % 100 == 0:
+                    log.info("step %d loss %.4f", step, loss.item())
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert r.rc == 1, r.explain()
+    (f,) = [f for f in r.findings if f["kind"] == "accumulated_hooks"]
+    assert f["sites"][:2] == [str(tmp_path / "logsetup.py") + ":9", r.site("caller")]  # the add, then its caller
+    assert f["owner"] == "Logger 'train'.handlers" and f["evidence"]["function"] == "a StreamHandler"
+    assert "is added again at every iteration" in r.text and "removeHandler()" in r.text, r.explain()
+
+
+def test_a_trainer_that_subscribes_its_own_method_once_is_clean(tmp_path: Path) -> None:
+    # trainer -> bus -> bound method -> trainer is a cycle, made once and freed once when the run is over
+    (tmp_path / "events.py").write_text(EVENTS)
+    r = run_script(
+        tmp_path,
+        """
+        from events import EventBus
+
+
+        class Trainer:
+            def __init__(self, bus):
+                self.bus = bus
+                self.model = make_model()
+                self.opt = make_optimizer(self.model)
+                self.best = float("inf")
+                bus.subscribe("loss", self.on_loss)
+
+            def on_loss(self, step, value):
+                self.best = min(self.best, value)
+
+            def train(self, steps):
+                for step in range(steps):
+                    x, y = batch(step)
+                    self.opt.zero_grad()
+                    loss = ag.cross_entropy(self.model(x), y)
+                    loss.backward()
+                    self.opt.step()
+                    self.bus.publish("loss", step=step, value=loss.item())
+
+
+        def main():
+            Trainer(EventBus()).train(150)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_clean(r)

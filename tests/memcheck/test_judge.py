@@ -320,7 +320,7 @@ HOOKS = Holder(name="local 'p' of train()", kind="local", chain=(Hop("train() at
 
 def hook_list(label: str, repeats: int = 40, rate: float = 1.0, name: str = "GradStats.hook()") -> GrowingContainer:
     return replace(container(holder=HOOKS, rate=rate, bpi=64.0 * rate, item_type="method"), items=120,
-                   same_callable=repeats, callable_name=name, attribute_of=label)  # fmt: skip
+                   same_callable=repeats, callable_name=name, attribute_of=label, counted_at=100)  # fmt: skip
 
 
 def test_accumulated_hooks_fires_once_per_function_over_every_list_it_piles_up_in() -> None:
@@ -333,7 +333,10 @@ def test_accumulated_hooks_fires_once_per_function_over_every_list_it_piles_up_i
     assert f.sites == ["train.py:23"]
     assert f.evidence["holders"] == ["Parameter 'b'._hooks", "Parameter 'w'._hooks"]
     assert f.evidence["entries_per_iteration"] == 2.0 and f.evidence["entries"] == 240
-    assert f.bytes == 240 * 64 and "and 1 more like it gains 2.0 entries per iteration" in f.message
+    assert f.bytes == 240 * 64 and "and 1 more like it gain 2 entries per iteration (240 now)" in f.message
+    assert f.evidence["holder"]["name"] == "Parameter 'b'._hooks"  # who holds them: the list, as the owner says
+    later = run(accumulated_hooks.detect, replace(obs, iteration=150))[0]  # no scan since: they grew on
+    assert later.evidence["entries"] == 340 and "(about 340 by now)" in later.message
 
 
 def test_accumulated_hooks_silent_on_slow_lists_distinct_functions_and_plain_items() -> None:
@@ -374,6 +377,19 @@ def test_ref_cycle_is_an_error_where_the_program_turned_the_collector_off() -> N
 def test_ref_cycle_silent_without_cyclic_deaths() -> None:
     assert run(ref_cycle.detect, snapshot()) == []
     assert run(ref_cycle.detect, snapshot(cycles=replace(cycles(), buffers=0))) == []
+
+
+def test_ref_cycle_silent_on_one_structure_made_once_and_freed_after_the_loop() -> None:
+    once = replace(cycles(), first_freed_at=100, birth_iterations=2)  # a model and its gradients, freed at the end
+    assert run(ref_cycle.detect, snapshot(cycles=once, iteration=100)) == []
+    # but a cycle freed while the loop ran, made in many iterations, or never freed without the collector is one
+    for again in (
+        replace(once, first_freed_at=40),
+        replace(once, birth_iterations=3),
+        replace(once, collector_off=True),
+    ):
+        assert [f.kind for f in run(ref_cycle.detect, snapshot(cycles=again, iteration=100))] == ["ref_cycle"]
+    assert len(run(ref_cycle.detect, snapshot(cycles=replace(once, first_freed_at=0), iteration=0))) == 1  # no loop
 
 
 # -- engine_errors -----------------------------------------------------------------------------------
