@@ -470,7 +470,7 @@ def block_loops(q: bool) -> None:
                 f"<= {goal}x" if goal else "reference", None if goal is None else ratio <= goal)  # fmt: skip
     # the soak at its defaults, whole call, vs the same plain loop
     # the soak's own default length (5000 iterations) unless quick
-    iters, reps_s = (300, 2) if q else (inspect.signature(memcheck.soak).parameters["iterations"].default, 3)
+    iters, reps_s = (300, 2) if q else (inspect.signature(memcheck.soak).parameters["iterations"].default, 7)
     step = train_step("tiny")
     stopped = []
 

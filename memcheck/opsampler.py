@@ -23,8 +23,8 @@ import random
 FULL_ITERATIONS = 64
 #: iterations a window follows
 WINDOW = 2
-#: the share of the loop's time following may cost (what a window costs beyond its iterations, switching
-#: agcore's hooks and the deaths of its buffers in the gap, adds about as much again on a tiny model)
+#: the share of the loop's time following may cost: a window's iterations and the first one after it, where
+#: agcore's hooks switch back and the window's buffers die (on a tiny model that one costs as much as the window)
 BUDGET = 0.025
 #: windows follow at least this share of the iterations, however dear following is
 MIN_DUTY = 1 / 64
@@ -47,7 +47,8 @@ class OpSampler:
         self.followed_iterations = 0  # iterations after the full phase whose ops were followed
         self.free_iterations = 0  # ... and those whose were not
         self.per_followed: float | None = None  # seconds per iteration while following (own time left out)
-        self.per_free: float | None = None  # ... and while not
+        self.per_after: float | None = None  # ... the first iteration after a window (its buffers die there)
+        self.per_free: float | None = None  # ... and while not following
         self._rng = random.Random(seed)
         self._mark_it = 0
         self._mark_t = 0.0
@@ -56,10 +57,12 @@ class OpSampler:
 
     @property
     def extra(self) -> float:
-        """What following costs, as a share of an unfollowed iteration's time."""
+        """What following costs per followed iteration, as a share of an unfollowed iteration's time (the
+        iteration after a window counted in: what the window left to it is the window's cost)."""
         if self.per_followed is None or not self.per_free:
             return _ASSUMED_EXTRA
-        return max(self.per_followed / self.per_free - 1.0, 0.0)
+        after = 0.0 if self.per_after is None else max(self.per_after / self.per_free - 1.0, 0.0)
+        return max(self.per_followed / self.per_free - 1.0, 0.0) + after / WINDOW
 
     @property
     def duty(self) -> float:
@@ -75,12 +78,15 @@ class OpSampler:
         """
         if it < self.next_at:
             return False
+        after = self._after
         if self._mark_valid and it > self._mark_it:
             span = it - self._mark_it
             if timed:
                 per = max((now - self._mark_t) - (own - self._mark_own), 0.0) / span
                 if self.following:
                     self.per_followed = _smooth(self.per_followed, per)
+                elif after:
+                    self.per_after = _smooth(self.per_after, per)
                 else:
                     self.per_free = _smooth(self.per_free, per)
             if self.following:
@@ -89,6 +95,10 @@ class OpSampler:
                 self.free_iterations += span
         first = not self._mark_valid
         self._mark_it, self._mark_t, self._mark_own, self._mark_valid = it, now, own, True
+        self._after = False
+        if after:  # the iteration after the window was timed apart: the rest of the gap goes on, unfollowed
+            self.next_at = it + self._gap - 1
+            return False
         if first:  # the full phase ends: its last window's worth, timed, is the first window
             self.next_at = it + WINDOW
             self.windows = 1
@@ -98,7 +108,8 @@ class OpSampler:
             # the gap was drawn when the window began: what the window itself cost (a model copy that
             # happened to fall in it) must not size the gap its buffers stand for
             self.following = False
-            self.next_at = it + self._gap
+            self._after = self._gap >= 2  # its first iteration is timed apart (see ``extra``)
+            self.next_at = it + (1 if self._after else self._gap)
         else:
             self.following = True
             self.windows += 1
@@ -125,6 +136,7 @@ class OpSampler:
         }
 
     _gap = 1
+    _after = False  # the iteration now running is the first after a window
 
     @property
     def gap(self) -> int:

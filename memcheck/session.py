@@ -213,7 +213,7 @@ class Session:
 
     @property
     def samples(self) -> list[Sample]:
-        return self.recorder.samples.to_list()
+        return list(self._sample_records())  # read from the store once per new sample, as the checks read them
 
     @property
     def findings(self) -> list[Finding]:

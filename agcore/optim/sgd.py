@@ -7,13 +7,11 @@ from typing import Any
 from numpy import add, float32, float64, multiply, ndarray, negative, subtract
 
 from agcore.observe import op_observers
+from agcore.optim._blas import load_axpy
 from agcore.optim.optimizer import CHUNK, Optimizer, bump, chunks, required
 
-try:  # SciPy's BLAS, when installed: y += a * x in place, one pass, no temporary
-    from scipy.linalg.blas import daxpy as _daxpy  # type: ignore[import-untyped]
-    from scipy.linalg.blas import saxpy as _saxpy  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - NumPy alone: the chunked update
-    _saxpy = _daxpy = None
+# SciPy's BLAS, when installed: y += a * x in place, one pass, no temporary (else the chunked update)
+_saxpy, _daxpy = load_axpy()
 
 
 def _axpy_into(y: ndarray, x: ndarray, a: float) -> bool:

@@ -6,6 +6,8 @@ and compare every parameter after every step. They skip without PyTorch.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -239,3 +241,27 @@ def test_scheduler_state_dict_resumes() -> None:
     sched.step()
     sched2.step()
     assert sched2.last_epoch == 4 and sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
+
+
+def test_sgd_updates_through_scipys_blas_without_importing_scipy() -> None:
+    # SciPy's axpy is one extension module: loaded alone, not through scipy.linalg (85 modules, 20k objects)
+    pytest.importorskip("scipy")
+    code = (
+        "import sys, numpy as np, agcore as ag\n"
+        "from agcore.optim import sgd\n"
+        "y = np.ones(5, np.float32)\n"
+        "assert sgd._axpy_into(y, np.arange(5, dtype=np.float32), -0.5)\n"
+        "assert y.tolist() == [1.0, 0.5, 0.0, -0.5, -1.0]\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "['scipy.linalg._fblas']", out.stdout + out.stderr
+
+
+def test_the_blas_loader_falls_back_to_numpy_without_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agcore.optim import _blas
+
+    monkeypatch.setattr(_blas.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "scipy.linalg._fblas", None)
+    monkeypatch.setitem(sys.modules, "scipy.linalg.blas", None)  # an import of it raises ImportError
+    assert _blas.load_axpy() == (None, None)

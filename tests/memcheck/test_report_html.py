@@ -150,6 +150,19 @@ def test_script_json_cannot_close_its_script_tag() -> None:
     assert json.loads(text) == value
 
 
+def test_the_inlined_plotly_js_cannot_close_its_script_tag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from memcheck.report import html
+
+    monkeypatch.setattr(html, "_read_plotly_js", lambda: "a</script>b</SCRIPT c</div>d</ScRiPt ✓".encode())
+    html._plotly_js.cache_clear()
+    try:
+        assert html._plotly_js() == "a<\\/script>b<\\/SCRIPT c</div>d<\\/ScRiPt ✓".encode()
+        page = write_html(make_run(), tmp_path / "r.html").read_text(encoding="utf-8")  # bytes and text, one file
+        assert "a<\\/script>b<\\/SCRIPT c</div>d<\\/ScRiPt ✓" in page and page == render_html(make_run())
+    finally:
+        html._plotly_js.cache_clear()
+
+
 def test_no_samples_and_no_findings_render_plainly() -> None:
     page = render_html(Run(name="empty"))
     assert "No samples were taken in this run." in page
