@@ -15,6 +15,9 @@ import types
 from collections import Counter
 from typing import Any
 
+#: entries of one function among a container's recent ones that make it read as a hook list
+MIN_REPEATS = 8
+
 _FUNCTIONS = (
     types.FunctionType,
     types.MethodType,
@@ -53,7 +56,10 @@ def repeated_callable(items: list[Any]) -> tuple[int, str, bool]:
     counts: Counter[Any] = Counter()
     first: dict[Any, Any] = {}
     for item in items:
-        fn = _function(item)
+        try:
+            fn = _function(item)
+        except ReferenceError:  # a dead weakref.proxy
+            continue
         if fn is None:
             continue
         key = getattr(fn, "__code__", fn)  # one lambda written once is one code object, however many closures

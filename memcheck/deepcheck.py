@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from memcheck import heapscan, holders
+from memcheck.callables import MIN_REPEATS, repeated_callable
 from memcheck.linewatch import LineWatch, Token
 from memcheck.recorder import Recorder
 from memcheck.records import GrowingContainer, Holder, Retention
@@ -29,6 +30,8 @@ MAX_WINDOWS = 3
 #: growing containers a scan describes at most (each costs a walk for its holder; hook lists come one per
 #: parameter)
 _MAX_CONTAINERS = 6
+#: growing containers beyond those looked at for one more of a hook list's kind (no holder walk: cheap)
+_MAX_SIBLINGS = 256
 
 
 class Inspector:
@@ -129,6 +132,7 @@ class Inspector:
                 found.append(replace(desc, holder=holder))
                 if len(found) >= _MAX_CONTAINERS:
                     break
+            found = _with_siblings(found, grown[_MAX_CONTAINERS : _MAX_CONTAINERS + _MAX_SIBLINGS])
             del grown
             self.last_containers = tuple(found)
         if not found and retention is None:  # no container seen growing: the ledger may still know who keeps
@@ -273,6 +277,22 @@ def _internal(holder: Holder) -> bool:
     return root.startswith(("module memcheck", "module agcore", "module sys", "module linecache",
                             "module typing", "module abc", "module importlib", "module rich", "module gc",
                             "module tracemalloc")) or holder.kind == "unknown"  # fmt: skip
+
+
+def _with_siblings(found: list[GrowingContainer], rest: list[tuple[Any, float]]) -> list[GrowingContainer]:
+    """Hook lists counted with the undescribed ones that grow by the same function (every parameter's ``_hooks``):
+    the first described list of that function carries how many more there are, their items and their rate."""
+    first = {c.callable_name: i for i, c in reversed(list(enumerate(found))) if c.same_callable >= MIN_REPEATS}
+    if not first:
+        return found
+    for container, rate in rest:
+        count, name, _ = repeated_callable(heapscan.recent_items(container))
+        i = first.get(name) if count >= MIN_REPEATS else None
+        if i is not None:
+            c = found[i]
+            found[i] = replace(c, siblings=c.siblings + 1, sibling_items=c.sibling_items + len(container),
+                               sibling_rate=c.sibling_rate + rate)  # fmt: skip
+    return found
 
 
 def _own_containers(*owners: Any) -> set[int]:

@@ -14,8 +14,10 @@ their iteration). They return typed records that hold no live object.
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
+import types
 import warnings
 import weakref
 from collections import Counter, deque
@@ -227,9 +229,9 @@ def describe_container(
     None for memcheck's own containers and for weak ones (a ``WeakSet``'s set of references keeps
     nothing alive: the objects it tracks are held, if at all, somewhere else).
     """
-    items = _recent_items(container)
-    if items and all(isinstance(x, weakref.ref) for x in items):
-        return None
+    items = recent_items(container)
+    if isinstance(container, (set, dict)) and items and all(isinstance(x, weakref.ref) for x in items):
+        return None  # a WeakSet's or WeakValueDictionary's table
     holder, chain = holders.holder_of(container, budget_s=budget_s)
     own = any(holders.is_memchecks(o) for o in chain)  # memcheck's own bookkeeping
     attribute = holders.attribute_of(chain) if chain else ""
@@ -240,8 +242,8 @@ def describe_container(
     repeats = Counter(id(x) for x in items)
     same_id, same = repeats.most_common(1)[0] if repeats else (0, 0)
     same_obj = next((x for x in items if id(x) == same_id), None)
-    distinct = {id(x): x for x in items}.values()
-    per_item = sum(_kept_bytes(x) for x in distinct) / max(len(items), 1)
+    seen: set[int] = set()
+    per_item = sum(_kept_bytes(x, seen) for x in items) / max(len(items), 1)  # each object once
     same_callable, callable_name, handlers = repeated_callable(items)
     return GrowingContainer(
         holder=holder,
@@ -259,7 +261,7 @@ def describe_container(
     )
 
 
-def _recent_items(container: Any, n: int = 64) -> list[Any]:
+def recent_items(container: Any, n: int = 64) -> list[Any]:
     if isinstance(container, dict):
         values = list(container.values())[-n:]
         return values
@@ -268,7 +270,39 @@ def _recent_items(container: Any, n: int = 64) -> list[Any]:
     return list(container)[:n]
 
 
-def _kept_bytes(obj: Any) -> int:
+def _kept_bytes(obj: Any, seen: set[int] | None = None, depth: int = 0) -> int:
+    """What one item keeps alive, roughly: a tensor's or array's data, or what a function carries with it (its
+    defaults and closure cells, a partial's arguments: ``lambda s=snapshot: ...`` keeps the snapshot). What
+    ``seen`` holds (another item carried it: one model every hook closes over) counts once."""
+    if seen is not None:
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+    try:
+        return _bytes_of(obj, seen, depth)
+    except ReferenceError:  # a dead weakref.proxy
+        return 0
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _bytes_of(obj: Any, seen: set[int] | None, depth: int) -> int:
+    if depth < 2 and isinstance(obj, (functools.partial, types.FunctionType, types.MethodType)):
+        carried: list[Any] = []
+        if isinstance(obj, functools.partial):
+            carried += [obj.func, *obj.args, *obj.keywords.values()]
+        elif isinstance(obj, types.MethodType):
+            carried.append(obj.__func__)  # not its self: a trainer's method does not carry the trainer per entry
+        else:
+            carried += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
+            carried += [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
+        return sys.getsizeof(obj) + sum(_kept_bytes(x, seen, depth + 1) for x in carried)
     data = getattr(obj, "data", None)
     if data is not None and hasattr(data, "nbytes"):  # a tensor: its data (its graph counts elsewhere)
         return int(data.nbytes) + sys.getsizeof(obj)

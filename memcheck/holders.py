@@ -440,7 +440,10 @@ def attribute_of(chain: list[Any]) -> str:
     names += [n for n in _slot_names(owner) if getattr(owner, n, None) is obj]
     if not names:
         return ""
-    label = getattr(owner, "name", None)
+    try:
+        label = getattr(owner, "name", None)  # may be a user's property: it must not break the check
+    except Exception:  # noqa: BLE001
+        label = None
     who = f"{type(owner).__name__} {label!r}" if isinstance(label, str) and label else type(owner).__name__
     return f"{who}.{names[0]}"
 

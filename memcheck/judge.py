@@ -35,6 +35,8 @@ def key(f: Finding) -> FindingKey:
     """
     if f.kind in _ONE_PER_SESSION:
         return (f.kind, None, "")
+    if f.kind == "accumulated_hooks":  # one function piling up, whichever of its lists a scan named first
+        return (f.kind, str(f.evidence.get("function", f.owner)), "")
     if _holder(f) is not None:
         return (f.kind, f.owner, "")
     return (f.kind, f.owner, f.sites[0] if f.sites else "")

@@ -392,8 +392,10 @@ class Recorder:
         """An engine error was raised: a new record, or one more of a known one (a loop that catches it every step)."""
         key = (error.type, error.sites)
         known = self._errors.get(key)
-        if known is not None:
-            self._errors[key] = replace(known, count=known.count + 1, last_iteration=self.iteration)
+        if known is not None:  # the latest message (its versions move on): the one an escaping error carries
+            self._errors[key] = replace(
+                known, message=error.message, count=known.count + 1, last_iteration=self.iteration
+            )
         elif len(self._errors) < _MAX_EVENTS:
             self._errors[key] = replace(error, first_iteration=self.iteration, last_iteration=self.iteration)
 

@@ -186,6 +186,11 @@ class GrowingContainer:
     # the object whose attribute the container is, named as a user reads it ("Parameter '0.weight'._hooks")
     attribute_of: str = ""
     counted_at: int = 0  # the iteration at which ``items`` was counted (a later check may not scan again)
+    # more containers like it that the scan saw grow by the same function, not described one by one (the
+    # hook lists of every parameter): how many, their items and their items per iteration
+    siblings: int = 0
+    sibling_items: int = 0
+    sibling_rate: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)

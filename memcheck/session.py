@@ -56,6 +56,8 @@ _DEEP_DUTY = 40.0
 _FOLLOW_UP = 16
 #: the scheduled deep checks up to this iteration run whatever they cost (a fixed few)
 _ALWAYS_DEEP = 40
+#: live parameter bytes that, grown since the last check (and by a quarter), ask for a look (see ``sample``)
+_PARAMS_GROWN = 16 * 1024
 _ACTIVE: dict[int, list[Session]] = {}
 
 
@@ -116,6 +118,7 @@ class Session:
         self._deep_requested = False
         self._look_cost = 0.0  # what the last look the recorder asked for cost, and when it ended
         self._last_look_end = 0.0
+        self._params_at_check = 0  # live parameter bytes at the last check: model copies kept add to them
         self._retained_seen = False
         self._last_sample: Sample | None = None
         self._scan_at: int | None = None  # iteration of the first container scan (taken while memory rose)
@@ -348,6 +351,7 @@ class Session:
             self._take_sampled_sites()
         start = time.perf_counter()
         blocks, heap = probes.py_blocks(), probes.heap_bytes()
+        self._params_at_check = self.recorder.ledger.estimated_bytes_by_role().get("param", 0)
         try:
             self._check(deep=True, containers=containers)
         except Exception as err:  # memcheck's own failure must never break the program it watches
@@ -372,6 +376,13 @@ class Session:
         self._last_sample_t = time.perf_counter()
         self._sample_cost = self._last_sample_t - start
         self._own_time += self._sample_cost
+        # parameters made in the loop and kept (a model copy an epoch) grow too seldom for the doubling
+        # schedule's checks to fall between two of them, and the holder must be asked while they live
+        params = s.ledger_bytes.get("param", 0)
+        grown = params >= self._params_at_check + max(_PARAMS_GROWN, self._params_at_check // 4)
+        if grown and phase == "loop" and self._next_deep > _ALWAYS_DEEP:  # (past the first, fixed checks)
+            self._params_at_check = params
+            self.recorder.want_look(0)
         return s
 
     def resample(self, every: int) -> None:

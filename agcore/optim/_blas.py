@@ -32,6 +32,9 @@ def _fblas() -> Any:
                 return None
             module = importlib.util.module_from_spec(one)
             one.loader.exec_module(module)
+            # not left in sys.modules without its packages (``scipy.linalg._fblas`` as an attribute would then
+            # fail); a later ``import scipy.linalg`` loads it again from the interpreter's extension cache
+            sys.modules.pop("scipy.linalg._fblas", None)
             return module
     return None
 

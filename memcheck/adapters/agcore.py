@@ -72,9 +72,13 @@ class AgcoreAdapter(Observer):
             return
         site = user_site_pair(1)
         tensor = owner if hasattr(owner, "grad_fn") else None
-        self._add(array, role, tensor, site, None)
         if tensor is not None and role == "param":  # leaves that can get a gradient
+            # every leaf is announced (on_leaf), window or not: one made in a window stands for no unrecorded
+            # twins (a model copied once an epoch must not count as a copy every iteration of the gap)
+            self._exactly(array, role, tensor, site)
             rec.leaf_born(tensor, site)
+            return
+        self._add(array, role, tensor, site, None)
 
     def on_grad(self, tensor: ObservedTensor, array: Any, first: bool) -> None:
         if not first and _get_ident() == self.thread:

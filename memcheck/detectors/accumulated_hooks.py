@@ -16,6 +16,7 @@ import re
 from dataclasses import replace
 
 from memcheck._util import short_site, unique
+from memcheck.callables import MIN_REPEATS
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 from memcheck.records import GrowingContainer
@@ -24,9 +25,10 @@ from memcheck.records import GrowingContainer
 _HOOKS = ("registered", "call", "Register it once, before the loop, or keep the handle it returns and call "
           "handle.remove() when done.")  # fmt: skip
 _HANDLERS = ("added", "record logged", "Add it once, before the loop, or call removeHandler() when done.")
-#: entries of one function among a container's recent ones, and entries gained per iteration
-MIN_REPEATS = 8
+#: entries gained per iteration (and MIN_REPEATS of one function among its recent ones, memcheck.callables)
 MIN_RATE = 0.5
+#: what an entry may keep alive and still be a hook, not a store (``lambda s=snapshot: ...`` keeps a snapshot)
+MAX_ENTRY_BYTES = 1024
 
 
 #: a registry's own store of what it was handed (``self._subscribers.append(fn)``, ``self._subs[key] = fn``):
@@ -56,8 +58,11 @@ def _entries(n: float) -> str:
 
 
 def is_hook_list(c: GrowingContainer) -> bool:
-    """One function registered again and again, growing with the iterations: this detector's, not growth's."""
-    return c.same_callable >= MIN_REPEATS and c.items_per_iteration >= MIN_RATE and bool(c.callable_name)
+    """One function registered again and again, growing with the iterations, each entry light: this detector's,
+    not growth's (closures that each keep an array are a store of arrays, and growth names it)."""
+    if c.same_callable < MIN_REPEATS or c.items_per_iteration < MIN_RATE or not c.callable_name:
+        return False
+    return c.bytes_per_iteration / c.items_per_iteration <= MAX_ENTRY_BYTES
 
 
 def detect(obs: Observations) -> list[Finding]:
@@ -70,13 +75,14 @@ def detect(obs: Observations) -> list[Finding]:
         found.sort(key=_label)
         ran = [c for c in found if c.holder.executed]
         lines = _culprit_first(unique(line for c in (ran or found) for line in c.holder.lines))
-        rate = sum(c.items_per_iteration for c in found)
+        rate = sum(c.items_per_iteration + c.sibling_rate for c in found)
         # counted at the scan that saw them grow; a later check may not scan again: they grew on since
-        entries = int(sum(c.items + c.items_per_iteration * max(obs.iteration - c.counted_at, 0) for c in found))
-        counted = sum(c.items for c in found)
+        counted = sum(c.items + c.sibling_items for c in found)
+        entries = int(counted + sum(rate * max(obs.iteration - c.counted_at, 0) for c in found[:1]))
         labels = [_label(c) for c in found]
-        gain = "gains" if len(labels) == 1 else "gain"
-        where = labels[0] if len(labels) == 1 else f"{labels[0]} and {len(labels) - 1} more like it"
+        lists = len(labels) + sum(c.siblings for c in found)
+        gain = "gains" if lists == 1 else "gain"
+        where = labels[0] if lists == 1 else f"{labels[0]} and {lists - 1} more like it"
         at = f" at {short_site(lines[0], obs.cwd)}" if lines else ""
         now = f"{entries} now" if entries == counted else f"about {entries} by now"
         per_entry = sum(c.bytes_per_iteration for c in found) / rate
@@ -102,6 +108,7 @@ def detect(obs: Observations) -> list[Finding]:
                     "counted_at": min(c.counted_at for c in found),
                     "repeats": max(c.same_callable for c in found),
                     "holders": labels,
+                    "lists": lists,
                     "holder": replace(
                         found[0].holder,
                         name=labels[0],

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TypeVar
 
-from memcheck._util import unique
+from memcheck._util import short_site, unique
 from memcheck.findings import Finding
 from memcheck.observations import Observations
 from memcheck.records import BufferSpan
@@ -96,7 +96,7 @@ def _container_findings(obs: Observations) -> list[Finding]:
         if c.same_item < _SAME_ITEM or c.same_item_type not in ("ndarray", "Tensor", "Parameter"):
             continue
         lines = list(c.holder.lines)
-        at = f" at {lines[0]}" if lines else ""
+        at = f" at {short_site(lines[0], obs.cwd)}" if lines else ""
         findings.append(
             Finding(
                 kind="aliased_buffers",

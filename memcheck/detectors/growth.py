@@ -32,7 +32,7 @@ from memcheck.records import GrowingContainer, Sample
 WARMUP_FRACTION = 0.2
 #: (sample field, smallest rate worth a finding per iteration, noise floor of the whole rise, unit)
 SIGNALS: dict[str, tuple[str, float, float, str]] = {
-    "ledger": ("ledger_total_bytes", 256.0, 16 * 1024.0, "bytes"),
+    "ledger": ("ledger_total_bytes", 64.0, 16 * 1024.0, "bytes"),
     "heap": ("heap_bytes", 256.0, 48 * 1024.0, "bytes"),
     "py_blocks": ("py_blocks", 1.5, 512.0, "blocks"),
     "rss": ("rss_bytes", 1024.0, 4 * 1024 * 1024.0, "bytes"),

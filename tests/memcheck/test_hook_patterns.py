@@ -315,3 +315,61 @@ def test_a_trainer_that_subscribes_its_own_method_once_is_clean(tmp_path: Path) 
         """,
     )
     assert_clean(r)
+
+
+def test_a_hook_on_each_of_twelve_parameters_is_one_finding_over_all_their_lists(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        def record(grad):
+            return grad
+
+
+        def main():
+            model = make_model(sizes=(16, 32, 32, 32, 32, 32, 4))  # six layers, twelve parameters
+            opt = make_optimizer(model)
+            for step in range(400):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                for p in model.parameters():
+                    p.register_hook(record)  # culprit
+                loss.backward()
+                opt.step()
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    f = hooks_finding(r)  # one finding, however a scan orders the twelve lists
+    assert f["evidence"]["lists"] == 12 and f["evidence"]["entries_per_iteration"] == 12.0
+    assert f["evidence"]["entries"] >= 12 * 300  # grown on since they were counted
+
+
+def test_closures_that_each_keep_an_array_are_growth_not_hooks(tmp_path: Path) -> None:
+    r = run_script(
+        tmp_path,
+        """
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            pending = []
+            for step in range(300):
+                x, y = batch(step)
+                opt.zero_grad()
+                loss = ag.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                snap = np.array(model.layers[0].weight.data)  # a copy of the weights
+                pending.append(lambda s=snap: float(s.mean()))  # culprit
+            print(len(pending))
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert r.rc == 1, r.explain()
+    assert [f["kind"] for f in r.findings] == ["growth"], [(f["kind"], f["owner"]) for f in r.findings]
+    assert r.findings[0]["owner"] == "local 'pending' of main()" and r.findings[0]["sites"][0] == r.site()

@@ -1125,6 +1125,51 @@ def test_a_bounded_window_of_graphs_is_a_warning(tmp_path: Path) -> None:
     assert r.rc == 0, r.explain()  # bounded: it wastes a fixed amount, it does not grow
 
 
+def test_an_ema_copy_kept_every_epoch_is_named_at_its_true_rate(tmp_path: Path) -> None:
+    # one model copy per 60-step epoch: ~180 B per iteration, and no scheduled check need fall between two
+    r = run_script(
+        tmp_path,
+        """
+        import copy
+
+
+        class Trainer:
+            def __init__(self):
+                self.model = make_model(sizes=(16, 128, 4))
+                self.opt = make_optimizer(self.model)
+                self.ema = copy.deepcopy(self.model)
+                self.ema_by_epoch = {}
+
+            def update_ema(self, decay=0.99):
+                with ag.no_grad():
+                    for e, p in zip(self.ema.parameters(), self.model.parameters()):
+                        e.mul_(decay).add_(p, alpha=1 - decay)
+
+            def fit(self, epochs, steps):
+                for epoch in range(epochs):
+                    for step in range(steps):
+                        x, y = batch(step)
+                        self.opt.zero_grad()
+                        ag.cross_entropy(self.model(x), y).backward()
+                        self.opt.step()
+                        self.update_ema()
+                    self.ema_by_epoch[epoch] = copy.deepcopy(self.ema)  # culprit
+
+
+        def main():
+            Trainer().fit(epochs=30, steps=60)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert_leak(r, "Trainer.ema_by_epoch", kinds=("growth",))
+    (f,) = [f for f in r.findings if f["kind"] == "growth"]
+    copy_bytes = 4 * (16 * 128 + 128 + 128 * 4 + 4)
+    assert f["evidence"]["bytes_per_iteration"] == pytest.approx(copy_bytes / 60, rel=0.25)  # not one per window
+
+
 def test_a_copy_of_the_model_kept_every_tenth_step_names_the_list(tmp_path: Path) -> None:
     r = run_script(
         tmp_path,

@@ -57,9 +57,27 @@ def test_a_window_that_happens_to_be_slow_does_not_size_the_gap_after_it() -> No
             a.at_boundary(it, t_a, 0.0)
             b.at_boundary(it, t_b, 0.0)
             if was and not a.following:
-                gaps.append((a.next_at - it, b.next_at - it))
+                gaps.append((a.gap, b.gap))
                 break
-    assert gaps and gaps[0][0] == gaps[0][1]
+    assert gaps and gaps[0][0] == gaps[0][1] and gaps[0][0] > 1
+
+
+def test_the_iteration_after_a_window_is_counted_in_what_following_costs() -> None:
+    # a window's buffers die in the iteration after it: that time is the window's, not the gap's
+    ops = OpSampler()
+    t = 0.0
+    after = False
+    for it in range(1, 4000):
+        t += 2e-5 if ops.following else 1.5e-5 if after else 1e-5
+        after = False
+        if it >= ops.next_at:
+            was = ops.following
+            ops.at_boundary(it, t, 0.0)
+            after = was and not ops.following
+    assert ops.per_after == pytest.approx(1.5e-5, rel=0.02) and ops.per_free == pytest.approx(1e-5, rel=0.02)
+    assert ops.extra == pytest.approx(1.0 + 0.5 / WINDOW, rel=0.05)  # 1x per followed iteration, + half of 0.5
+    # every iteration from the full phase's end to the last decision is counted once, the after ones as free
+    assert ops.followed_iterations + ops.free_iterations == ops._mark_it - FULL_ITERATIONS
 
 
 def test_the_ledger_estimates_a_kept_buffer_per_iteration_and_counts_a_transient_once() -> None:

@@ -165,6 +165,10 @@ def test_an_engine_error_raised_again_is_counted_not_listed_again() -> None:
     first, other = rec.errors
     assert (first.count, first.first_iteration, first.last_iteration) == (5, 3, 7) and other.count == 1
     assert rec.mark_uncaught("m") and not any(e.caught for e in rec.errors) and not rec.mark_uncaught("other")
+    # the message names versions that move on: the record keeps the latest, the one an escaping error carries
+    rec.engine_error(replace(err, message="now at version 9"))
+    assert rec.errors[0].message == "now at version 9" and rec.errors[0].count == 6
+    assert rec.mark_uncaught("now at version 9")
 
 
 # -- leaves --------------------------------------------------------------------------------------
