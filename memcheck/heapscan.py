@@ -227,11 +227,12 @@ def describe_container(
     """Who holds a growing container, what its new items keep alive, and whether one item repeats.
 
     None for memcheck's own containers and for weak ones (a ``WeakSet``'s set of references keeps
-    nothing alive: the objects it tracks are held, if at all, somewhere else).
+    nothing alive: the objects it tracks are held, if at all, somewhere else; logging's list of weak
+    references to every handler grows with the handlers that ``Logger.handlers`` keeps).
     """
     items = recent_items(container)
-    if isinstance(container, (set, dict)) and items and all(isinstance(x, weakref.ref) for x in items):
-        return None  # a WeakSet's or WeakValueDictionary's table
+    if items and all(isinstance(x, weakref.ref) for x in items):
+        return None
     holder, chain = holders.holder_of(container, budget_s=budget_s)
     own = any(holders.is_memchecks(o) for o in chain)  # memcheck's own bookkeeping
     attribute = holders.attribute_of(chain) if chain else ""

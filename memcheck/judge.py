@@ -82,13 +82,16 @@ def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
     - growth held by a retained graph's holder is that graph's memory;
     - growth of the ledger with no holder of its own, beside a retained graph, is that graph's activations;
     - growth, or graphs kept with no referrer anyone could find, beside cycles the collector freed, are
-      those cycles waiting for their collection, not a leak of their own;
+      those cycles waiting for their collection (or, with the collector off, never freed), not a leak of
+      their own;
     - growth with no holder of its own, no faster than hooks that pile up, is those hooks.
     """
     graphs = [f for f in table.values() if f.kind == "retained_graph"]
     retained = {f.owner for f in graphs if f.owner}
     paths = [_labels(f) for f in graphs]
     cycles = sum(f.bytes for f in table.values() if f.kind == "ref_cycle")
+    # with the collector off, the cycles are what grows (nothing but memcheck's own collections freed them)
+    never_freed = any(f.kind == "ref_cycle" and f.evidence.get("collector_off") for f in table.values())
     hooks = sum(
         float(f.evidence.get("bytes_per_iteration", 0.0)) for f in table.values() if f.kind == "accumulated_hooks"
     )
@@ -108,7 +111,7 @@ def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
                 f.owner in retained
                 or on_a_graphs_path(f)
                 or (unheld and bool(graphs) and f.evidence.get("probe") == "ledger")
-                or (bool(cycles) and unheld and f.bytes <= 2 * cycles)
+                or (bool(cycles) and unheld and (f.bytes <= 2 * cycles or never_freed))
                 or (unheld and float(f.evidence.get("bytes_per_iteration", 0.0)) <= 2 * hooks)
             )
         return f.kind == "retained_graph" and bool(cycles) and unheld

@@ -379,6 +379,14 @@ def test_ref_cycle_silent_without_cyclic_deaths() -> None:
     assert run(ref_cycle.detect, snapshot(cycles=replace(cycles(), buffers=0))) == []
 
 
+def test_growth_with_no_holder_beside_cycles_the_program_never_frees_is_those_cycles() -> None:
+    grows = {"samples": samples([i * 4096.0 for i in range(40)])}
+    never = judge.judge(snapshot(cycles=replace(cycles(), bytes=1000, collector_off=True), **grows))
+    assert [f.kind for f in judge.merge({}, never).values()] == ["ref_cycle"]  # one cause, said once
+    collected = judge.judge(snapshot(cycles=replace(cycles(), bytes=1000), **grows))  # 1 KB of cycles, 160 KB grown
+    assert sorted(f.kind for f in judge.merge({}, collected).values()) == ["growth", "ref_cycle"]
+
+
 def test_ref_cycle_silent_on_one_structure_made_once_and_freed_after_the_loop() -> None:
     once = replace(cycles(), first_freed_at=100, birth_iterations=2)  # a model and its gradients, freed at the end
     assert run(ref_cycle.detect, snapshot(cycles=once, iteration=100)) == []
