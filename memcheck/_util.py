@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 from collections.abc import Iterable
 
@@ -14,6 +15,12 @@ def short_site(site: str, cwd: str) -> str:
     """
     prefix = cwd.rstrip(os.sep) + os.sep
     return site[len(prefix) :] if cwd and site.startswith(prefix) else site
+
+
+def source_line(site: str) -> str:
+    """The text of ``path:line`` as the file reads now ("" when it cannot be read)."""
+    path, _, line = site.rpartition(":")
+    return linecache.getline(path, int(line)) if line.isdigit() else ""
 
 
 def unique(items: Iterable[str]) -> list[str]:

@@ -236,6 +236,7 @@ def describe_container(
     holder, chain = holders.holder_of(container, budget_s=budget_s)
     own = any(holders.is_memchecks(o) for o in chain)  # memcheck's own bookkeeping
     attribute = holders.attribute_of(chain) if chain else ""
+    user_root = holders.rooted_in_user_code(chain)
     del chain
     if holder is None or own:
         return None
@@ -259,6 +260,7 @@ def describe_container(
         handlers=handlers,
         attribute_of=attribute,
         counted_at=iteration,
+        user_root=user_root,
     )
 
 
@@ -304,6 +306,12 @@ def _bytes_of(obj: Any, seen: set[int] | None, depth: int) -> int:
             carried += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
             carried += [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
         return sys.getsizeof(obj) + sum(_kept_bytes(x, seen, depth + 1) for x in carried)
+    parameters = getattr(obj, "parameters", None)
+    if callable(parameters) and hasattr(obj, "forward"):  # a model (a copy kept per epoch): its parameters' data
+        try:
+            return sys.getsizeof(obj) + sum(int(getattr(p, "data", p).nbytes) for p in parameters())
+        except Exception:  # noqa: BLE001 - a user's class that only looks like a module
+            return sys.getsizeof(obj)
     data = getattr(obj, "data", None)
     if data is not None and hasattr(data, "nbytes"):  # a tensor: its data (its graph counts elsewhere)
         return int(data.nbytes) + sys.getsizeof(obj)

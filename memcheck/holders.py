@@ -425,6 +425,23 @@ def describe(chain: list[Any]) -> Holder | None:
     return Holder(name=name, kind=kind, chain=tuple(hops))
 
 
+def rooted_in_user_code(chain: list[Any]) -> bool:
+    """Whether the walk to ``chain[-1]`` starts in the user's code: a running frame of a user file, a user
+    module's globals or a user's class (not ``re``'s compiled-pattern cache, which a lazy import grows)."""
+    if not chain:
+        return False
+    root = chain[0]
+    if isinstance(root, types.FrameType):
+        return is_user_file(root.f_code.co_filename)
+    if isinstance(root, type):
+        return _user_class(root)
+    name = _module_dicts().get(id(root))
+    if name is not None:
+        module = sys.modules.get(name)
+        return name == "__main__" or is_user_file(getattr(module, "__file__", None) or "")
+    return True  # another kind of root (a cell, an object the walk began at): no reason to doubt it
+
+
 def attribute_of(chain: list[Any]) -> str:
     """``"Parameter '0.weight'._hooks"``: the object whose attribute ``chain[-1]`` is, and the attribute;
     "" when the last hop is no attribute (a local, an item, a global)."""

@@ -186,6 +186,7 @@ class GrowingContainer:
     # the object whose attribute the container is, named as a user reads it ("Parameter '0.weight'._hooks")
     attribute_of: str = ""
     counted_at: int = 0  # the iteration at which ``items`` was counted (a later check may not scan again)
+    user_root: bool = True  # the walk to it starts in the user's code (not a library's module or class)
     # more containers like it that the scan saw grow by the same function, not described one by one (the
     # hook lists of every parameter): how many, their items and their items per iteration
     siblings: int = 0

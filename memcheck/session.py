@@ -248,6 +248,7 @@ class Session:
                 rec.ledger.begin_window(WINDOW)
             else:
                 rec.ledger.end_window(ops.gap)
+                self._quiet_until = min(self._quiet_until, it + 1)  # plan again: the window's nodes may live on
         sampler = self.sampler
         if sampler is not None and it >= sampler.next_at:
             windows = sampler.windows
@@ -320,7 +321,9 @@ class Session:
         else:
             nxt = min(nxt, (it // self.sample_every + 1) * self.sample_every)
             self._due_at = float("inf")
-        if not self._retained_seen:
+        if not self._retained_seen and (self.ops.following or self.recorder.nodes_by_iteration):
+            # every 10 iterations: do graphs outlive their iteration? (only while recorded nodes live: between
+            # windows a clean loop has none; the boundary after a window plans again)
             nxt = min(nxt, (it // 10 + 1) * 10)
         if self._scan_at is not None and not self._followed:
             nxt = min(nxt, self._scan_at + _FOLLOW_UP)

@@ -11,11 +11,10 @@ are removed through their handles, does not grow between two scans and is never 
 
 from __future__ import annotations
 
-import linecache
 import re
 from dataclasses import replace
 
-from memcheck._util import short_site, unique
+from memcheck._util import short_site, source_line, unique
 from memcheck.callables import MIN_REPEATS
 from memcheck.findings import Finding
 from memcheck.observations import Observations
@@ -43,14 +42,9 @@ def _label(c: GrowingContainer) -> str:
 def _culprit_first(lines: list[str]) -> list[str]:
     """The registering call first: where the growing line only stores what a helper was handed (a registry's
     ``subscribe``), the caller's line that hands it over comes before it."""
-    if len(lines) >= 2 and _STORE.search(_source(lines[0])):
+    if len(lines) >= 2 and _STORE.search(source_line(lines[0])):
         return [lines[1], lines[0], *lines[2:]]
     return lines
-
-
-def _source(site: str) -> str:
-    path, _, line = site.rpartition(":")
-    return linecache.getline(path, int(line)) if line.isdigit() else ""
 
 
 def _entries(n: float) -> str:

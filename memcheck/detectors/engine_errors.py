@@ -9,12 +9,11 @@ the judge turns the records into findings here.
 
 from __future__ import annotations
 
-import linecache
 import re
 
 from agcore.errors import GraphReleasedError, InplaceModifiedError
 from agcore.sites import user_stack
-from memcheck._util import short_site, unique
+from memcheck._util import short_site, source_line, unique
 from memcheck.findings import Finding
 from memcheck.records import CaughtError
 
@@ -46,16 +45,11 @@ def _owner(exc: BaseException, called_at: str) -> str | None:
         return str(name)
     modified_at = getattr(exc, "modified_at", "")
     if modified_at:
-        hit = _INPLACE_CALL.search(_source(modified_at))
+        hit = _INPLACE_CALL.search(source_line(modified_at))
         if hit:
             return hit.group(1)
-    hit = _BACKWARD_CALL.search(_source(called_at))
+    hit = _BACKWARD_CALL.search(source_line(called_at))
     return hit.group(1) if hit else None
-
-
-def _source(site: str) -> str:
-    path, _, line = site.rpartition(":")
-    return linecache.getline(path, int(line)) if line.isdigit() else ""
 
 
 def _what_happened(err: CaughtError) -> str:

@@ -110,6 +110,9 @@ def _by_site(obs: Observations) -> list[dict[str, Any]]:
 def _holder(obs: Observations) -> GrowingContainer | None:
     # a hook list is accumulated_hooks' (its entries weigh little; that they all run again is the harm)
     live = [c for c in obs.containers if c.bytes_per_iteration > 0 and not is_hook_list(c)]
+    # a container the user's code reaches first: a library's own table (re's pattern cache, filled by an
+    # import mid-run) only where no user's container grew
+    live = [c for c in live if c.user_root] or live
     return max(live, key=lambda c: c.bytes_per_iteration) if live else None
 
 

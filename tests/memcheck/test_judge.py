@@ -274,6 +274,16 @@ def test_growth_fires_on_a_certain_rise_with_its_holder() -> None:
     assert f.evidence["holder"]["name"] == HISTORY.name and f.evidence["items_per_iteration"] == 1.0
 
 
+def test_growth_prefers_a_holder_the_users_code_reaches_to_a_librarys_table() -> None:
+    library = Holder(name="global '_cache' in re", kind="global", chain=(Hop("module re", "dict"),), lines=())
+    theirs = replace(container(holder=library, bpi=4096), user_root=False)  # re's pattern cache, grown by an import
+    rising = samples([10_000 + 2048 * i for i in range(100)])
+    (f,) = run(growth.detect, snapshot(samples=rising, containers=(theirs, container(bpi=512))))
+    assert f.owner == HISTORY.name
+    (alone,) = run(growth.detect, snapshot(samples=rising, containers=(theirs,)))  # none of the user's: theirs
+    assert alone.owner == library.name
+
+
 def test_growth_after_the_loop_is_judged_on_the_loop_a_teardown_drop_cancels_nothing() -> None:
     obs = snapshot(samples=samples([10_000 + 2048 * i for i in range(100)], teardown=0))
     (f,) = run(growth.detect, obs)

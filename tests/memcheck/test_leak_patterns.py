@@ -361,12 +361,8 @@ def test_per_step_records_of_python_objects_are_found(tmp_path: Path) -> None:
     assert_leak(r, "local 'log' of main()", kinds=("growth",))
 
 
-@pytest.mark.xfail(
-    strict=False,  # passes most of the time (5 in 5 alone, 4 in 6 beside another run)
-    reason="the deepcopied parameters are counted (ledger growth, certain) but the holder is named only when a "
-    "deep check with growth certain finds the kept copies (heapscan.find_kept_buffers) or two container scans "
-    "straddle enough appends; how many checks a short run affords depends on wall time",
-)
+# the copies' parameters ask for a look while they live (memcheck.session: a model copy kept per epoch), and
+# a holder that the user's code reaches is chosen over a library's table (re's pattern cache, grown by an import)
 def test_model_snapshots_made_with_deepcopy_are_counted(tmp_path: Path) -> None:
     r = run_script(
         tmp_path,
