@@ -191,8 +191,9 @@ def _memory(run: Run, console: Console) -> None:
     if judged:
         certain = isinstance(run.growth, dict) and run.growth.get("certain")
         if certain and not any(f.kind in ("growth", "retained_graph") for f in run.findings):
-            # a rise no holder explains as a leak (plain numbers kept per step, a cache that fills once)
-            judged += "; not reported as a leak"
+            # a rise no holder explains as a leak (plain numbers kept per step, a cache that fills once, Python
+            # objects that wait for the cyclic collector's next pass)
+            judged += "; not reported (no holder)"
         console.print(Text(f"  growth judged: {judged}"))
     lines = []
     for label, key in _MEMORY_ROWS:
