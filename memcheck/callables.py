@@ -15,6 +15,8 @@ import types
 from collections import Counter
 from typing import Any
 
+from memcheck.holders import function_label
+
 #: entries of one function among a container's recent ones that make it read as a hook list
 MIN_REPEATS = 8
 
@@ -45,9 +47,7 @@ def _name(fn: Any) -> str:
     if isinstance(fn, type):  # a handler class
         return f"a {fn.__name__}"
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
-    parts = str(qualname).split(".<locals>.")  # a nested function as a user names it
-    inner = "a lambda" if parts[-1].rsplit(".", 1)[-1] == "<lambda>" else f"{parts[-1]}()"
-    return f"{inner} in {parts[-2]}()" if len(parts) > 1 else inner
+    return function_label(str(qualname))
 
 
 def repeated_callable(items: list[Any]) -> tuple[int, str, bool]:

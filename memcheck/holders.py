@@ -345,11 +345,12 @@ def _hop(parent: Any, obj: Any, grand: Any, modules: dict[int, str]) -> tuple[st
     return f"{type(parent).__name__} ({tname})", "", ""
 
 
-def _function_label(fn: types.FunctionType) -> str:
-    """``step()``, ``inner() in train()`` or ``a lambda in Logger.log()``: a nested function as a user names it."""
-    parts = fn.__qualname__.split(".<locals>.")
+def function_label(qualname: str) -> str:
+    """``step()``, ``inner() in train()`` or ``a lambda in Logger.log()``: a nested function as a user names it
+    (a lambda written in a comprehension too)."""
+    parts = qualname.split(".<locals>.")
     inner, outers = parts[-1], parts[:-1]
-    own = "a lambda" if inner == "<lambda>" else f"{inner}()"
+    own = "a lambda" if inner.rsplit(".", 1)[-1] == "<lambda>" else f"{inner}()"
     return f"{own} in {outers[-1]}()" if outers else own
 
 
@@ -401,14 +402,14 @@ def describe(chain: list[Any]) -> Holder | None:
         if isinstance(obj, types.CellType) and isinstance(grand, types.FunctionType):
             var = _closure_name(grand, obj)
             if var:
-                label = f"closure variable {var!r} of {_function_label(grand)}"
+                label = f"closure variable {var!r} of {function_label(grand.__qualname__)}"
                 name, kind = label, "closure"
         if i and isinstance(prev, types.CellType) and isinstance(grand, tuple) and i >= 3:
             fn = chain[i - 3]
             if isinstance(fn, types.FunctionType):
                 var = _closure_name(fn, prev)
                 if var:
-                    name, kind = f"closure variable {var!r} of {_function_label(fn)}", "closure"
+                    name, kind = f"closure variable {var!r} of {function_label(fn.__qualname__)}", "closure"
         if kind == "attributes":
             continue  # an object's __dict__, materialised or not (3.11 keeps it inline): the chain is the same
         hops.append(Hop(label=label, type=type(obj).__name__))

@@ -103,9 +103,9 @@ def _one_cause(table: dict[FindingKey, Finding]) -> dict[FindingKey, Finding]:
         return bool(mine) and any(path[: len(mine)] == mine for path in paths)
 
     def explained(f: Finding) -> bool:
-        holder = f.evidence.get("holder")
+        holder = _holder(f)
         # no holder, or only a root the walk stopped at with no named hop on the way ("unknown")
-        unheld = not holder or (isinstance(holder, dict) and holder.get("kind") == "unknown")
+        unheld = not holder or holder.get("kind") == "unknown"
         if f.kind == "growth":
             return (
                 f.owner in retained
