@@ -10,7 +10,7 @@ of model copies is callable too, and is not a hook list.
 from __future__ import annotations
 
 import functools
-import logging
+import sys
 import types
 from collections import Counter
 from typing import Any
@@ -32,7 +32,8 @@ _FUNCTIONS = (
 def _function(item: Any) -> Any:
     """The function an item registers, or None: a module's hook tables hold ``(hook, with_kwargs)``; a
     logging handler stands for its class."""
-    if isinstance(item, logging.Handler):
+    logging = sys.modules.get("logging")  # a program with handlers has imported it; memcheck need not
+    if logging is not None and isinstance(item, logging.Handler):
         return type(item)
     if isinstance(item, tuple) and item and isinstance(item[0], _FUNCTIONS):
         item = item[0]

@@ -8,11 +8,10 @@ already in use.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import importlib.util
 import os
 import platform
-import socket
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Any
@@ -39,11 +38,11 @@ def _machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
+        "platform": _platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "memory_total_bytes": _memory_total(),
-        "hostname": socket.gethostname(),
+        "hostname": platform.node(),  # os.uname(): socket's import costs ~2 ms
     }
 
 
@@ -65,10 +64,9 @@ def _version(module: str) -> str | None:
     found = getattr(loaded, "__version__", None)
     if isinstance(found, str):
         return found
-    try:
-        return importlib.metadata.version(module)
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    found = _dist_info_version(module) or _metadata_version(module)
+    if found is not None:
+        return found
     try:
         if importlib.util.find_spec(module) is None:
             return None
@@ -86,12 +84,72 @@ def _cupy_version() -> str | None:
             return None
     except (ImportError, ValueError):
         return None
-    for dist in importlib.metadata.packages_distributions().get("cupy", []):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    found = _dist_info_version("cupy", prefix=True)
+    if found is not None:
+        return found
+    from importlib import metadata
+
+    for dist in metadata.packages_distributions().get("cupy", []):
+        found = _metadata_version(dist)
+        if found is not None:
+            return found
     return "unknown"
+
+
+def _dist_info_version(name: str, prefix: bool = False) -> str | None:
+    """The version in an installed ``NAME-VERSION.dist-info`` folder's name (the wheel spec names it so).
+
+    Reading folder names on ``sys.path`` takes microseconds where importing
+    ``importlib.metadata`` takes ~8 ms of a short run. ``prefix`` also takes
+    ``NAME-*`` distributions (CuPy ships as ``cupy-cuda12x``).
+    """
+    want = _normalise(name)
+    for folder in sys.path:
+        for entry in _listing(folder or "."):
+            if not entry.endswith(".dist-info"):
+                continue
+            dist, _, version = entry[: -len(".dist-info")].partition("-")
+            dist = _normalise(dist)
+            if version and (dist == want or (prefix and dist.startswith(want + "_"))):
+                return version
+    return None
+
+
+def _metadata_version(dist: str) -> str | None:
+    """``importlib.metadata``'s answer, for installs without a dist-info folder (eggs, odd layouts)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+@functools.cache
+def _listing(folder: str) -> tuple[str, ...]:
+    try:
+        return tuple(os.listdir(folder))
+    except OSError:  # a zip, a missing folder: nothing to read
+        return ()
+
+
+def _platform() -> str:
+    """``platform.platform()``'s text without its cost: on Linux it spawns ``uname -p`` (~4 ms)."""
+    uname = os.uname() if hasattr(os, "uname") else None
+    if uname is None or uname.sysname != "Linux":
+        return platform.platform()
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    parts = [uname.sysname, uname.release, uname.machine]
+    if libc:
+        parts += ["with", libc.replace(" ", "")]
+    return "-".join(parts)
 
 
 def _gpu() -> str | None:
@@ -108,6 +166,10 @@ def _gpu() -> str | None:
 
 
 def _memory_total() -> int | None:
+    try:  # POSIX's page count, without importing psutil (~10 ms)
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        pass
     try:
         import psutil  # type: ignore[import-untyped]
 

@@ -12,7 +12,6 @@ read only while tracemalloc already runs.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import os
 import sys
@@ -21,7 +20,6 @@ import tracemalloc
 from typing import Any
 
 import numpy
-import psutil
 
 from agcore import backend
 
@@ -38,17 +36,16 @@ class RssProbe:
         try:
             self._fd = os.open("/proc/self/statm", os.O_RDONLY)
         except OSError:
-            self._process = psutil.Process()
+            self._process = _psutil_process()
 
     def read(self) -> int:
-        if self._fd is None and self._process is None:  # closed: fall back to psutil
-            self._process = psutil.Process()
         if self._fd is not None:
             try:
                 return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
             except (OSError, IndexError, ValueError):
                 self.close()
-                self._process = psutil.Process()
+        if self._process is None:  # closed, or /proc unreadable: fall back to psutil
+            self._process = _psutil_process()
         return int(self._process.memory_info().rss)
 
     def close(self) -> None:
@@ -58,6 +55,13 @@ class RssProbe:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _psutil_process() -> Any:
+    """psutil's handle on this process, imported only where /proc fails (its import costs ~10 ms)."""
+    import psutil  # type: ignore[import-untyped]
+
+    return psutil.Process()
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -70,11 +74,20 @@ class _Mallinfo2(ctypes.Structure):
 
 def _load_mallinfo2() -> Any:
     """glibc's ``mallinfo2`` (2.33+) through ctypes, or None (macOS, musl, old glibc)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.mallinfo2
-    except (OSError, AttributeError):
-        return None
+    fn = None
+    for name in (None, "libc.so.6"):  # the process's own symbols first: find_library may spawn ldconfig
+        try:
+            fn = ctypes.CDLL(name).mallinfo2
+            break
+        except (OSError, AttributeError):
+            continue
+    if fn is None:
+        from ctypes.util import find_library  # imports subprocess; needed only where libc is named otherwise
+
+        try:
+            fn = ctypes.CDLL(find_library("c") or "libc.so.6").mallinfo2
+        except (OSError, AttributeError):
+            return None
     fn.restype = _Mallinfo2
     fn.argtypes = []
     return fn

@@ -48,6 +48,9 @@ MODES = ("default", "deep")
 #: a warm cache, 60-80 µs between a big model's steps, and as much again in the next step's cold caches)
 _AUTO_SAMPLE_SECONDS = 0.002
 _SAMPLE_DUTY = 100.0
+#: the doubling grid's samples (up to ~32 a doubling) wait this many times a sample's cost since the last one:
+#: at most ~2.5% of the run, as much again in the cold caches a sample leaves to the next step
+_GRID_DUTY = 40.0
 #: deep checks at these iterations, then every doubling
 _FIRST_DEEP = 10
 #: a deep check waits until the run has gone on for this many times its last cost (~2.5% of the time)
@@ -268,8 +271,11 @@ class Session:
             return
         if self.sample_every is None:
             # every ~2 ms of run time (at most ~1% of it), and up to ~32 samples per doubling of the
-            # iterations (at most ~4% of it), so a short run of fast iterations still has points for a slope
-            due = it % (1 << max(it.bit_length() - 5, 0)) == 0 and now - self._last_sample_t >= 25 * self._sample_cost
+            # iterations (at most ~2.5% of it), so a short run of fast iterations still has points for a slope
+            due = (
+                it % (1 << max(it.bit_length() - 5, 0)) == 0
+                and now - self._last_sample_t >= _GRID_DUTY * self._sample_cost
+            )
             if due or now - self._last_sample_t >= max(_AUTO_SAMPLE_SECONDS, _SAMPLE_DUTY * self._sample_cost):
                 self.sample()
         elif it % self.sample_every == 0:

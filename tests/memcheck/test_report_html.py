@@ -154,13 +154,43 @@ def test_the_inlined_plotly_js_cannot_close_its_script_tag(monkeypatch: pytest.M
     from memcheck.report import html
 
     monkeypatch.setattr(html, "_read_plotly_js", lambda: "a</script>b</SCRIPT c</div>d</ScRiPt ✓".encode())
+    monkeypatch.setattr(html, "_clean_marker", lambda: tmp_path / "plotly.clean")
     html._plotly_js.cache_clear()
     try:
         assert html._plotly_js() == "a<\\/script>b<\\/SCRIPT c</div>d<\\/ScRiPt ✓".encode()
         page = write_html(make_run(), tmp_path / "r.html").read_text(encoding="utf-8")  # bytes and text, one file
         assert "a<\\/script>b<\\/SCRIPT c</div>d<\\/ScRiPt ✓" in page and page == render_html(make_run())
+        assert not (tmp_path / "plotly.clean").exists()  # escaped: never marked clean
     finally:
         html._plotly_js.cache_clear()
+
+
+def test_a_clean_plotly_js_is_searched_once_then_marked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from memcheck.report import html
+
+    marker = tmp_path / "plotly.clean"
+    monkeypatch.setattr(html, "_clean_marker", lambda: marker)
+    searched: list[bytes] = []
+    monkeypatch.setattr(html, "_escaped_script", lambda data: searched.append(data) or data)
+    monkeypatch.setattr(html, "_read_plotly_js", lambda: b"plot(a</div>)")
+    html._plotly_js.cache_clear()
+    try:
+        assert html._plotly_js() == b"plot(a</div>)" and searched == [b"plot(a</div>)"] and marker.is_file()
+        html._plotly_js.cache_clear()  # a later process: the marker stands for the search
+        assert html._plotly_js() == b"plot(a</div>)" and len(searched) == 1
+    finally:
+        html._plotly_js.cache_clear()
+
+
+def test_the_clean_marker_names_the_file_and_its_version(tmp_path: Path) -> None:
+    from memcheck.report import html
+
+    marker = html._clean_marker()
+    source = html._plotly_file()
+    if marker is None or source is None:
+        pytest.skip("no plotly.min.js or no jinja2 cache folder here")
+    st = source.stat()
+    assert marker.name.endswith(f"-{st.st_size}-{st.st_mtime_ns}.clean") and marker.parent.is_dir()
 
 
 def test_no_samples_and_no_findings_render_plainly() -> None:
