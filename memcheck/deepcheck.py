@@ -14,7 +14,7 @@ import gc
 import sys
 import types
 from collections import Counter, deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from memcheck import heapscan, holders
@@ -32,6 +32,21 @@ MAX_WINDOWS = 3
 _MAX_CONTAINERS = 6
 #: growing containers beyond those looked at for one more of a hook list's kind (no holder walk: cheap)
 _MAX_SIBLINGS = 256
+#: a container seen growing is confirmed at the next scan when it gained at least this share of what its rate
+#: promised since (a log list flushed every N steps grows between two scans, then is found short again)
+_KEPT_PACE = 0.5
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """A container a scan saw grow: where it stood then, and whether a later scan saw it keep growing."""
+
+    items: int
+    iteration: int
+    rate: float
+    kind: type
+    confirmed: bool
+    seen: GrowingContainer | None  # its description while unconfirmed (a record: nothing live)
 
 
 class Inspector:
@@ -49,6 +64,7 @@ class Inspector:
         self._caught_once = False
         self._first_retained: int | None = None  # the oldest retained iteration at the last check
         self.last_containers: tuple[GrowingContainer, ...] = ()
+        self._tracked: dict[int, _Tracked] = {}  # id -> containers scans saw grow, watched at the next scan
         self.graph_holder: str | None = None  # who keeps the retained graphs, at the last check
 
     # -- the line window ----------------------------------------------------------------
@@ -118,10 +134,12 @@ class Inspector:
             found = list(self.last_containers)  # what the last scan found: records, nothing live
         else:
             exclude = _own_containers(self.rec, self.rec.ledger, self.scan, self)
-            grown = self.scan.scan(self.rec.iteration, exclude)
+            it = self.rec.iteration
+            grown = self.scan.scan(it, exclude, watch=frozenset(self._tracked))
             grown.sort(key=lambda g: -g[1])
+            tracked, self._tracked = self._tracked, {}
             for container, rate in grown[:_MAX_CONTAINERS]:
-                desc = heapscan.describe_container(container, rate, iteration=self.rec.iteration)
+                desc = heapscan.describe_container(container, rate, iteration=it)
                 if desc is None or not holders.is_user_file(_root_file(desc.holder)) and desc.holder.kind == "unknown":
                     continue
                 if _internal(desc.holder):
@@ -129,11 +147,19 @@ class Inspector:
                 holder = self._with_lines(desc.holder)
                 if holder.name not in self.executed and holder.name not in tokens:
                     tokens[holder.name] = (lambda c: lambda: len(c))(container)
-                found.append(replace(desc, holder=holder))
+                desc = replace(desc, holder=holder)
+                if desc.same_callable >= MIN_REPEATS:  # a hook list's only evidence is its growth: seen twice
+                    confirmed = _kept_growing(tracked.get(id(container)), len(container), type(container), it)
+                    desc = replace(desc, suspect=not confirmed)
+                    self._tracked[id(container)] = _Tracked(
+                        len(container), it, rate, type(container), confirmed, None if confirmed else desc
+                    )
+                found.append(desc)
                 if len(found) >= _MAX_CONTAINERS:
                     break
             found = _with_siblings(found, grown[_MAX_CONTAINERS : _MAX_CONTAINERS + _MAX_SIBLINGS])
             del grown
+            found += self._gone(tracked)
             self.last_containers = tuple(found)
         if not found and retention is None:  # no container seen growing: the ledger may still know who keeps
             kept = heapscan.find_kept_buffers(self.rec)  # (this check only: it is asked again at the next)
@@ -143,6 +169,23 @@ class Inspector:
         self._arm(tokens)
         holders.unpin_locals()
         return retention, tuple(found)
+
+    def has_suspects(self) -> bool:
+        """Some hook list was seen growing once and no later scan has looked at it again."""
+        return any(not t.confirmed for t in self._tracked.values())
+
+    def _gone(self, tracked: dict[int, _Tracked]) -> list[GrowingContainer]:
+        """Containers seen growing once that this scan did not see grow. One that died is reported as it was
+        seen (no later look can tell; a loop's local list dies with its function); one still alive but no
+        longer growing (emptied, or filled up) was a buffer, and is not."""
+        out = []
+        for key, t in tracked.items():
+            if key in self._tracked or t.confirmed or t.seen is None:
+                continue
+            alive = self.scan.watched.get(key)
+            if alive is None or alive[1] is not t.kind:
+                out.append(replace(t.seen, suspect=False))
+        return out
 
     def _with_lines(self, holder: Holder) -> Holder:
         if holder.name not in self.candidates:
@@ -277,6 +320,15 @@ def _internal(holder: Holder) -> bool:
     return root.startswith(("module memcheck", "module agcore", "module sys", "module linecache",
                             "module typing", "module abc", "module importlib", "module rich", "module gc",
                             "module tracemalloc")) or holder.kind == "unknown"  # fmt: skip
+
+
+def _kept_growing(before: _Tracked | None, items: int, kind: type, iteration: int) -> bool:
+    """Whether a container this scan saw grow had been seen growing before and kept its pace since."""
+    if before is None or before.kind is not kind:
+        return False
+    if before.confirmed:
+        return True
+    return items - before.items >= _KEPT_PACE * before.rate * (iteration - before.iteration)
 
 
 def _with_siblings(found: list[GrowingContainer], rest: list[tuple[Any, float]]) -> list[GrowingContainer]:

@@ -175,9 +175,14 @@ class ContainerScan:
         self._types: dict[int, type] = {}
         self._iteration = 0
         self._kinds = _Kinds()
+        #: the containers of ``watch`` alive at the last scan: id -> (length, type), short ones included
+        self.watched: dict[int, tuple[int, type]] = {}
 
-    def scan(self, iteration: int, exclude: set[int]) -> list[tuple[Any, float]]:
-        """``(container, items per iteration)`` for containers that grew by at least an item every ten iterations."""
+    def scan(self, iteration: int, exclude: set[int], watch: frozenset[int] = frozenset()) -> list[tuple[Any, float]]:
+        """``(container, items per iteration)`` for containers that grew by at least an item every ten iterations.
+
+        ``watch``: ids whose length to note in :attr:`watched` whatever it is (a list seen growing, then emptied).
+        """
         # the older generations only: a container that lives across checks has been promoted there
         # (the young collection below sees to it), and objects another thread is still building
         # (a tuple being filled) are young: holding them would break that thread
@@ -187,17 +192,20 @@ class ContainerScan:
         try:
             with warnings.catch_warnings():  # touching every object wakes deprecated module proxies
                 warnings.simplefilter("ignore")
-                return self._walk(iteration, exclude, gc.get_objects(1) + gc.get_objects(2))
+                return self._walk(iteration, exclude, gc.get_objects(1) + gc.get_objects(2), watch)
         finally:
             if automatic:
                 gc.enable()
 
-    def _walk(self, iteration: int, exclude: set[int], objects: list[Any]) -> list[tuple[Any, float]]:
+    def _walk(
+        self, iteration: int, exclude: set[int], objects: list[Any], watch: frozenset[int] = frozenset()
+    ) -> list[tuple[Any, float]]:
         before, types_before, span = self._lengths, self._types, iteration - self._iteration
         kinds = self._kinds
         # the containers, picked in C: most of the heap (functions, tuples, instances) costs one type lookup
         containers = list(compress(objects, map(kinds.__getitem__, map(type, objects))))
         del objects
+        self.watched = {id(o): (len(o), type(o)) for o in containers if id(o) in watch} if watch else {}
         lengths: dict[int, int] = {}
         types: dict[int, type] = {}
         grown: list[tuple[Any, float]] = []

@@ -192,6 +192,8 @@ class GrowingContainer:
     siblings: int = 0
     sibling_items: int = 0
     sibling_rate: float = 0.0
+    # seen growing by one scan only: the next one tells a pile-up from a buffer flushed every few steps
+    suspect: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -57,6 +57,8 @@ _FIRST_DEEP = 10
 _DEEP_DUTY = 40.0
 #: iterations after the first container scan when a second one compares (once, whatever it costs)
 _FOLLOW_UP = 16
+#: a container seen growing once is scanned again within at most this many iterations (see _check)
+_CONFIRM_WITHIN = 512
 #: the scheduled deep checks up to this iteration run whatever they cost (a fixed few)
 _ALWAYS_DEEP = 40
 #: live parameter bytes that, grown since the last check (and by a quarter), ask for a look (see ``sample``)
@@ -126,6 +128,7 @@ class Session:
         self._last_sample: Sample | None = None
         self._scan_at: int | None = None  # iteration of the first container scan (taken while memory rose)
         self._followed = False
+        self._confirm_at: int | None = None  # when to scan again for a container seen growing once
         self._quiet_until = 0  # _at_boundary has nothing to do before this iteration...
         self._due_at = 0.0  # ...nor before this moment (perf_counter)
         self._deep_cost = 0.0  # seconds the last deep check took
@@ -178,6 +181,8 @@ class Session:
                 # a container scan still waiting for its follow-up compares now: what grew since names the holder
                 scan_at = self._scan_at
                 pending_scan = scan_at is not None and not self._followed and self.recorder.iteration > scan_at
+                # ... and so does one that saw a container grow that no scan has looked at again since
+                pending_scan = pending_scan or self.inspector.has_suspects()
                 self._check(deep=True, containers=pending_scan, full_gc=False)
             except Exception as err:
                 if exc is None:
@@ -290,7 +295,12 @@ class Session:
         # iteration (the same buffer appended) moves no memory signal, and at the session's end the loop's
         # frame, and the list with it, may be gone
         follow_up = self._scan_at is not None and it - self._scan_at >= _FOLLOW_UP and not self._followed
-        if follow_up:
+        if self._confirm_at is not None and it >= self._confirm_at:
+            # a container seen growing once is looked at again, whatever it costs: a pile-up keeps its pace, a
+            # list of callbacks flushed every few steps does not (and at the session's end it may be gone)
+            self._confirm_at = None
+            self._timed_check(containers=True)
+        elif follow_up:
             self._followed = True
             self._timed_check(containers=True)
         elif (it >= self._next_deep or self._deep_requested) and affordable:
@@ -333,6 +343,8 @@ class Session:
             nxt = min(nxt, (it // 10 + 1) * 10)
         if self._scan_at is not None and not self._followed:
             nxt = min(nxt, self._scan_at + _FOLLOW_UP)
+        if self._confirm_at is not None:
+            nxt = min(nxt, self._confirm_at)
         if self.inspector.watch is not None:
             nxt = min(nxt, self.inspector.watch_closes_at)
         if deferred:
@@ -421,6 +433,9 @@ class Session:
         a second check finds none left, so checking again changes no finding."""
         retention, grown = self.inspector.look(containers=containers) if deep else (None, ())
         rec = self.recorder
+        if containers and deep and self._confirm_at is None and self.inspector.has_suspects():
+            it = rec.iteration  # half as many iterations again as have run (a flush every N steps shows)
+            self._confirm_at = it + max(_FOLLOW_UP, min(it // 2, _CONFIRM_WITHIN))
         if collect and deep and full_gc and rec.cycle_buffers and not rec.cycle_lines:
             self.inspector.cycle_lines()  # the collector freed cycles: name the lines of those still pending
         elif collect and deep and not full_gc:

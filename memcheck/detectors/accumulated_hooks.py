@@ -62,7 +62,7 @@ def is_hook_list(c: GrowingContainer) -> bool:
 def detect(obs: Observations) -> list[Finding]:
     by_function: dict[str, list[GrowingContainer]] = {}
     for c in obs.containers:
-        if is_hook_list(c):
+        if is_hook_list(c) and not c.suspect:  # (a second scan confirms: a list of callbacks may be flushed)
             by_function.setdefault(c.callable_name, []).append(c)
     findings = []
     for name, found in sorted(by_function.items()):
