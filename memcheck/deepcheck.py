@@ -47,6 +47,13 @@ class _Tracked:
     kind: type
     confirmed: bool
     seen: GrowingContainer | None  # its description while unconfirmed (a record: nothing live)
+    confirm_after: int = 0  # the first iteration whose scan may confirm it (as many again as had run)
+
+
+def confirm_gap(iteration: int) -> int:
+    """Iterations between the scan that saw a hook list grow and the one that may confirm it: as many again
+    as had run (a queue flushed every N steps shows itself), 16 at least, 512 at most."""
+    return max(16, min(iteration, 512))
 
 
 class Inspector:
@@ -149,11 +156,23 @@ class Inspector:
                     tokens[holder.name] = (lambda c: lambda: len(c))(container)
                 desc = replace(desc, holder=holder)
                 if desc.same_callable >= MIN_REPEATS:  # a hook list's only evidence is its growth: seen twice
-                    confirmed = _kept_growing(tracked.get(id(container)), len(container), type(container), it)
-                    desc = replace(desc, suspect=not confirmed)
-                    self._tracked[id(container)] = _Tracked(
-                        len(container), it, rate, type(container), confirmed, None if confirmed else desc
-                    )
+                    before = tracked.get(id(container))
+                    if before is not None and not before.confirmed and it < before.confirm_after:
+                        # too soon to tell a pile-up from a queue flushed now and then: still a suspect
+                        desc = replace(desc, suspect=True)
+                        self._tracked[id(container)] = replace(before, seen=desc)
+                    else:
+                        confirmed = _kept_growing(before, len(container), type(container), it)
+                        desc = replace(desc, suspect=not confirmed)
+                        self._tracked[id(container)] = _Tracked(
+                            len(container),
+                            it,
+                            rate,
+                            type(container),
+                            confirmed,
+                            None if confirmed else desc,
+                            it + confirm_gap(it),
+                        )
                 found.append(desc)
                 if len(found) >= _MAX_CONTAINERS:
                     break
@@ -174,6 +193,10 @@ class Inspector:
         """Some hook list was seen growing once and no later scan has looked at it again."""
         return any(not t.confirmed for t in self._tracked.values())
 
+    def confirm_at(self) -> int | None:
+        """The iteration at which a scan may confirm the hook lists seen growing once, or None."""
+        return min((t.confirm_after for t in self._tracked.values() if not t.confirmed), default=None)
+
     def _gone(self, tracked: dict[int, _Tracked]) -> list[GrowingContainer]:
         """Containers seen growing once that this scan did not see grow. One that died is reported as it was
         seen (no later look can tell; a loop's local list dies with its function); one still alive but no
@@ -185,6 +208,9 @@ class Inspector:
             alive = self.scan.watched.get(key)
             if alive is None or alive[1] is not t.kind:
                 out.append(replace(t.seen, suspect=False))
+            elif self.rec.iteration < t.confirm_after:  # alive, and too soon to judge: wait for its scan
+                self._tracked[key] = t
+                out.append(t.seen)
         return out
 
     def _with_lines(self, holder: Holder) -> Holder:

@@ -49,16 +49,15 @@ MODES = ("default", "deep")
 _AUTO_SAMPLE_SECONDS = 0.002
 _SAMPLE_DUTY = 100.0
 #: the doubling grid's samples (up to ~32 a doubling) wait this many times a sample's cost since the last one:
-#: at most ~2.5% of the run, as much again in the cold caches a sample leaves to the next step
-_GRID_DUTY = 40.0
+#: at most ~4% of the run (as much again in the cold caches a sample leaves to the next step); at ~2.5% a
+#: 600-step leak of Python records was certain in fewer runs: a short run's slope needs its points
+_GRID_DUTY = 25.0
 #: deep checks at these iterations, then every doubling
 _FIRST_DEEP = 10
 #: a deep check waits until the run has gone on for this many times its last cost (~2.5% of the time)
 _DEEP_DUTY = 40.0
 #: iterations after the first container scan when a second one compares (once, whatever it costs)
 _FOLLOW_UP = 16
-#: a container seen growing once is scanned again within at most this many iterations (see _check)
-_CONFIRM_WITHIN = 512
 #: the scheduled deep checks up to this iteration run whatever they cost (a fixed few)
 _ALWAYS_DEEP = 40
 #: live parameter bytes that, grown since the last check (and by a quarter), ask for a look (see ``sample``)
@@ -276,7 +275,7 @@ class Session:
             return
         if self.sample_every is None:
             # every ~2 ms of run time (at most ~1% of it), and up to ~32 samples per doubling of the
-            # iterations (at most ~2.5% of it), so a short run of fast iterations still has points for a slope
+            # iterations (at most ~4% of it), so a short run of fast iterations still has points for a slope
             due = (
                 it % (1 << max(it.bit_length() - 5, 0)) == 0
                 and now - self._last_sample_t >= _GRID_DUTY * self._sample_cost
@@ -433,9 +432,8 @@ class Session:
         a second check finds none left, so checking again changes no finding."""
         retention, grown = self.inspector.look(containers=containers) if deep else (None, ())
         rec = self.recorder
-        if containers and deep and self._confirm_at is None and self.inspector.has_suspects():
-            it = rec.iteration  # half as many iterations again as have run (a flush every N steps shows)
-            self._confirm_at = it + max(_FOLLOW_UP, min(it // 2, _CONFIRM_WITHIN))
+        if containers and deep:
+            self._confirm_at = self.inspector.confirm_at()  # a hook list seen growing once: look again then
         if collect and deep and full_gc and rec.cycle_buffers and not rec.cycle_lines:
             self.inspector.cycle_lines()  # the collector freed cycles: name the lines of those still pending
         elif collect and deep and not full_gc:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.memcheck.test_leak_patterns import Result, assert_clean, run_script
 
 
@@ -377,7 +379,8 @@ def test_closures_that_each_keep_an_array_are_growth_not_hooks(tmp_path: Path) -
     assert r.findings[0]["owner"] == "local 'pending' of main()" and r.findings[0]["sites"][0] == r.site()
 
 
-def test_callbacks_queued_each_step_and_flushed_every_thirty_steps_are_clean(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flush_every", [30, 64])
+def test_callbacks_queued_each_step_and_flushed_every_few_steps_are_clean(tmp_path: Path, flush_every: int) -> None:
     # between two scans 16 iterations apart the queue grows by one function a step, as a pile-up does; the
     # scan after that finds it short again: a buffer, not a leak
     r = run_script(
@@ -404,7 +407,7 @@ def test_callbacks_queued_each_step_and_flushed_every_thirty_steps_are_clean(tmp
                 self.updates += 1
                 value = loss.item()
                 self.pending.append(lambda v=value: v)
-                if self.updates % 30 == 0:
+                if self.updates % FLUSH_EVERY == 0:
                     self.flush()
 
 
@@ -416,7 +419,7 @@ def test_callbacks_queued_each_step_and_flushed_every_thirty_steps_are_clean(tmp
 
         if __name__ == "__main__":
             main()
-        """,
+        """.replace("FLUSH_EVERY", str(flush_every)),
     )
     assert_clean(r)
 
