@@ -163,3 +163,12 @@ def test_sparkline_shapes() -> None:
     assert "█" in spike  # a bucket shows its maximum, so one spike is never averaged away
     step = sparkline([0] + [5] * 100, width=20)
     assert step[0] == "▁" and set(step[1:]) == {"█"}  # the first sample keeps its block: a rise, not flat
+
+
+def test_the_verdict_line_breaks_between_its_parts_at_80_columns() -> None:
+    run = Run(name="b03_gradnorm_hooks_with_a_long_name", iterations=320, duration_s=0.176)
+    lines = text_of(run, width=80).splitlines()
+    assert lines[0] == "✓ CLEAN  memcheck run 'b03_gradnorm_hooks_with_a_long_name' · no findings"
+    assert lines[1] == "  320 iterations · 176 ms"  # "176" and "ms" stay together
+    wide = text_of(run, width=200).splitlines()[0]
+    assert wide.endswith("· no findings · 320 iterations · 176 ms")
