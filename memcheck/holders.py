@@ -369,8 +369,17 @@ def _default_name(fn: types.FunctionType, value: Any) -> str:
 
 
 def _short(key: Any) -> str:
-    text = repr(key)
-    return text if len(text) <= 24 else text[:21] + "..."
+    """A dict key as a user reads it: plain values by their repr, objects by their type and name (a tensor's
+    repr prints its data: ``Parameter containing:...`` says nothing, and costs the formatting of an array)."""
+    if isinstance(key, (str, bytes, int, float, bool, tuple, frozenset, type(None))):
+        text = repr(key)
+    else:
+        try:
+            label = getattr(key, "name", None)  # may be a user's property: it must not break the check
+        except Exception:  # noqa: BLE001
+            label = None
+        text = f"{type(key).__name__} {label!r}" if isinstance(label, str) and label else type(key).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _slot_names(obj: Any) -> list[str]:

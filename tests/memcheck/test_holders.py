@@ -260,3 +260,15 @@ def test_a_scripts_class_stays_the_users_once_main_is_memchecks_again() -> None:
     assert holders._user_class(bare)  # no method: a class of __main__ is the user's
     assert not holders._user_class(functools.partial)  # the standard library's
     assert not holders._user_class(holders.Holder)  # memcheck's own
+
+
+def test_a_dict_key_that_is_a_tensor_is_named_not_printed() -> None:
+    import agcore as ag
+    from memcheck.holders import _short
+
+    w = ag.randn(3, 3, requires_grad=True)
+    w.name = "layers.0.weight"
+    assert _short(w) == f"{type(w).__name__} 'layers.0.weight'"  # not its data
+    assert _short(ag.randn(2)) == type(w).__name__
+    assert _short("step") == "'step'" and _short(3) == "3"
+    assert _short("x" * 60).endswith("...") and len(_short("x" * 60)) == 40
