@@ -3,8 +3,10 @@
 A hook list that gains ``stats.hook`` every step holds a new bound method each time (each
 ``stats.hook`` is a fresh object), so identity cannot tell that they repeat; their function can.
 Only what is plainly a function counts (functions, lambdas, bound methods, builtins, partials, and a
-module's ``(hook, flags)`` entries), and logging handlers (each one emits every record again): a list
-of model copies is callable too, and is not a hook list.
+module's ``(hook, flags)`` entries), logging handlers (each one emits every record again), and the
+handles ``register_hook`` returns while their hook is still registered (a list that keeps every
+epoch's handles and never removes them holds a pile-up's only way out): a list of model copies is
+callable too, and is not a hook list.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def _function(item: Any) -> Any:
     logging = sys.modules.get("logging")  # a program with handlers has imported it; memcheck need not
     if logging is not None and isinstance(item, logging.Handler):
         return type(item)
+    if not isinstance(item, (tuple, *_FUNCTIONS)) and callable(getattr(item, "remove", None)):
+        item = _registered_hook(item)
     if isinstance(item, tuple) and item and isinstance(item[0], _FUNCTIONS):
         item = item[0]
     while isinstance(item, functools.partial):
@@ -42,6 +46,26 @@ def _function(item: Any) -> Any:
     if isinstance(item, types.MethodType):
         item = item.__func__
     return item if isinstance(item, _FUNCTIONS) else None  # (a class is no entry: a handler's was taken above)
+
+
+def _registered_hook(handle: Any) -> Any:
+    """The hook a removable handle stands for while it is registered, else None. Duck-typed on the handle
+    shapes in use: a hook and its list (agcore's tensors), an id and its dict (agcore's modules), an id and
+    a weak reference to its dict (PyTorch)."""
+    try:
+        attrs = vars(handle)
+    except TypeError:  # no __dict__: no handle of these shapes
+        return None
+    hook, hooks = attrs.get("_hook"), attrs.get("_hooks")
+    if hook is not None and isinstance(hooks, list):
+        return hook if any(h is hook for h in hooks) else None
+    key, table = attrs.get("id"), attrs.get("hooks")
+    ref = attrs.get("hooks_dict_ref")
+    if table is None and callable(ref):
+        table = ref()
+    if key is not None and isinstance(table, dict):
+        return table.get(key)
+    return None
 
 
 def _name(fn: Any) -> str:

@@ -450,3 +450,49 @@ def test_a_callback_pile_up_in_a_short_run_is_still_reported(tmp_path: Path) -> 
         """,
     )
     hooks_finding(r)
+
+
+def test_hooks_registered_every_epoch_with_their_handles_kept_are_a_pile_up(tmp_path: Path) -> None:
+    # the handles list is what grows (one handle per parameter per epoch): each handle whose hook is still
+    # registered counts as that hook, so the list reads as the hook list it is
+    r = run_script(
+        tmp_path,
+        """
+        class GradLogger:
+            def __init__(self, model):
+                self.model = model
+                self.total = 0.0
+                self.handles = []
+
+            def record(self, grad):
+                self.total += float(grad.sum().item())
+
+            def attach(self):
+                for p in self.model.parameters():
+                    self.handles.append(p.register_hook(self.record))  # culprit
+
+
+        def main():
+            model = make_model()
+            opt = make_optimizer(model)
+            logger = GradLogger(model)
+            step = 0
+            for epoch in range(40):
+                logger.attach()
+                for _ in range(8):
+                    x, y = batch(step)
+                    opt.zero_grad()
+                    loss = ag.cross_entropy(model(x), y)
+                    loss.backward()
+                    opt.step()
+                    step += 1
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    assert r.rc == 1, r.explain()
+    found = [f for f in r.findings if f["kind"] == "accumulated_hooks"]
+    assert len(found) == 1 and found[0]["owner"] == "GradLogger.handles", [(f["kind"], f["owner"]) for f in r.findings]
+    assert found[0]["evidence"]["function"] == "GradLogger.record()"
