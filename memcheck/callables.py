@@ -31,13 +31,17 @@ _FUNCTIONS = (
 )
 
 
+#: entries that are no handle: a function itself, or a module table's ``(hook, flags)``
+_PLAIN_ENTRIES = (tuple, *_FUNCTIONS)
+
+
 def _function(item: Any) -> Any:
     """The function an item registers, or None: a module's hook tables hold ``(hook, with_kwargs)``; a
     logging handler stands for its class."""
     logging = sys.modules.get("logging")  # a program with handlers has imported it; memcheck need not
     if logging is not None and isinstance(item, logging.Handler):
         return type(item)
-    if not isinstance(item, (tuple, *_FUNCTIONS)) and callable(getattr(item, "remove", None)):
+    if not isinstance(item, _PLAIN_ENTRIES) and callable(getattr(item, "remove", None)):
         item = _registered_hook(item)
     if isinstance(item, tuple) and item and isinstance(item[0], _FUNCTIONS):
         item = item[0]

@@ -46,7 +46,7 @@ class _Tracked:
     rate: float
     kind: type
     confirmed: bool
-    seen: GrowingContainer | None  # its description while unconfirmed (a record: nothing live)
+    seen: GrowingContainer  # its description at that scan (a record: nothing live)
     confirm_after: int = 0  # the first iteration whose scan may confirm it (as many again as had run)
 
 
@@ -170,7 +170,7 @@ class Inspector:
                             rate,
                             type(container),
                             confirmed,
-                            None if confirmed else desc,
+                            desc,
                             it + confirm_gap(it),
                         )
                 found.append(desc)
@@ -189,12 +189,8 @@ class Inspector:
         holders.unpin_locals()
         return retention, tuple(found)
 
-    def has_suspects(self) -> bool:
-        """Some hook list was seen growing once and no later scan has looked at it again."""
-        return any(not t.confirmed for t in self._tracked.values())
-
     def confirm_at(self) -> int | None:
-        """The iteration at which a scan may confirm the hook lists seen growing once, or None."""
+        """The iteration at which a scan may confirm the hook lists seen growing once; None when none waits."""
         return min((t.confirm_after for t in self._tracked.values() if not t.confirmed), default=None)
 
     def _gone(self, tracked: dict[int, _Tracked]) -> list[GrowingContainer]:
@@ -203,7 +199,7 @@ class Inspector:
         longer growing (emptied, or filled up) was a buffer, and is not."""
         out = []
         for key, t in tracked.items():
-            if key in self._tracked or t.confirmed or t.seen is None:
+            if key in self._tracked or t.confirmed:
                 continue
             alive = self.scan.watched.get(key)
             if alive is None or alive[1] is not t.kind:

@@ -181,7 +181,7 @@ class Session:
                 scan_at = self._scan_at
                 pending_scan = scan_at is not None and not self._followed and self.recorder.iteration > scan_at
                 # ... and so does one that saw a container grow that no scan has looked at again since
-                pending_scan = pending_scan or self.inspector.has_suspects()
+                pending_scan = pending_scan or self.inspector.confirm_at() is not None
                 self._check(deep=True, containers=pending_scan, full_gc=False)
             except Exception as err:
                 if exc is None:

@@ -295,8 +295,9 @@ def _clean_marker() -> Path | None:
     return Path(folder) / f"memcheck-plotly-{key:08x}-{st.st_size}-{st.st_mtime_ns}.clean"
 
 
+@lru_cache(maxsize=1)
 def _plotly_file() -> Path | None:
-    """The plotly.min.js the plotly package ships, found without importing plotly."""
+    """The plotly.min.js the plotly package ships, found without importing plotly (once: a page asks twice)."""
     spec = importlib.util.find_spec("plotly")
     for folder in (spec.submodule_search_locations or []) if spec is not None else []:
         path = Path(folder) / "package_data" / "plotly.min.js"
