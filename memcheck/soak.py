@@ -436,10 +436,10 @@ class _State:
                 and time.perf_counter() - self._judged_at < _JUDGE_DUTY * self._judge_cost
             ):
                 return False  # three robust slopes cost ~0.2 ms: every few samples, ~3% of the time, is soon enough
-        start = time.perf_counter()
+        start = time.thread_time()  # its CPU time: a preempted judgement must not hold back the next ones
         est = self.estimates = sig.estimates()
         self._judged_at = time.perf_counter()
-        self._judge_cost = self._judged_at - start
+        self._judge_cost = time.thread_time() - start
         self._judged_iteration = i
         if sig.window_opened is not None:
             if i - sig.window_opened < _TRACE_SAMPLES * self.every:
