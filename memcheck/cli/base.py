@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from memcheck.cli.errors import (
     interrupt_code,
     sigterm_as_interrupt,
 )
+from memcheck.cli.report_worker import ReportWorker
 from memcheck.run import Run
 
 DEFAULT_OUT = "reports"
@@ -64,22 +66,29 @@ def recover_session(exc: BaseException) -> Any:
     return getattr(exc, "memcheck_session", None)
 
 
-def run_to_report(body: Callable[[], Any], **conclude_kwargs: Any) -> Outcome:
+def run_to_report(body: Callable[[], Any], report_worker: bool = False, **conclude_kwargs: Any) -> Outcome:
     """Run ``body`` (it returns the finished session, or raises with ``memcheck_session`` attached).
 
     SIGTERM while it runs is handled like Ctrl-C. Everything after the body is
-    :func:`conclude`.
+    :func:`conclude`. ``report_worker``: fork a :class:`ReportWorker` first, to load
+    the renderers while the body runs (the command line does; a caller's own
+    process is not forked).
     """
+    worker = ReportWorker.fork() if report_worker else None
     session: Any = None
     failure: BaseException | None = None
-    with sigterm_as_interrupt():
-        try:
-            session = body()
-        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: report what ran
-            failure, session = exc, recover_session(exc)
-        except Exception as exc:  # the body's own error: it belongs in the report, not in a crash
-            failure, session = exc, recover_session(exc)
-    return conclude(session, failure, **conclude_kwargs)
+    try:
+        with sigterm_as_interrupt():
+            try:
+                session = body()
+            except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: report what ran
+                failure, session = exc, recover_session(exc)
+            except Exception as exc:  # the body's own error: it belongs in the report, not in a crash
+                failure, session = exc, recover_session(exc)
+        return conclude(session, failure, worker=worker, **conclude_kwargs)
+    finally:
+        if worker is not None:
+            worker.close()
 
 
 def conclude(
@@ -95,6 +104,7 @@ def conclude(
     console: Any = None,
     render: bool = True,
     shared_assets: bool = False,
+    worker: ReportWorker | None = None,
 ) -> Outcome:
     """Mark, render and write the run of ``session``; returns its :class:`Outcome`.
 
@@ -126,13 +136,17 @@ def conclude(
         record = {"type": type(failure).__name__, "message": str(failure), **({"traceback": text} if text else {})}
         run.error = {**(run.error or {}), **record}
         (show_error or _one_line)(failure)
-    if render:
-        from memcheck.report import print_terminal
-
-        print_terminal(run, console)
     paths: dict[str, Path] = {}
+    if render and out_dir is not None and worker is not None and worker.usable(console):
+        paths = _reports_by_worker(run, worker, out_dir, stem, shared_assets)
+    else:
+        if render:
+            from memcheck.report import print_terminal
+
+            print_terminal(run, console)
+        if out_dir is not None:
+            paths = write_reports(run, out_dir, stem, shared_assets=shared_assets)
     if out_dir is not None:
-        paths = write_reports(run, out_dir, stem, shared_assets=shared_assets)
         for kind in ("json", "html"):
             print(f"{kind.upper()} report: {paths[kind]}", flush=True)
         if run.samples_path:
@@ -144,9 +158,51 @@ def write_reports(run: Run, out_dir: Path, stem: str | None, shared_assets: bool
     """JSON and HTML reports of ``run``; a write failure becomes one :class:`OutputError` line."""
     from memcheck.report import write_reports as write
 
-    try:
+    with _output_errors(out_dir):
         return write(run, out_dir, stem=stem, shared_assets=shared_assets)
-    except OSError as exc:  # ReportWriteError already says what to do
+
+
+def _reports_by_worker(
+    run: Run, worker: ReportWorker, out_dir: Path, stem: str | None, shared_assets: bool
+) -> dict[str, Path]:
+    """The run's JSON written here, its terminal text and page made by ``worker`` (here where it fails).
+
+    The terminal text is printed whatever else fails, as :func:`conclude` prints it before it writes.
+    """
+    from memcheck.report import report_paths, write_json
+
+    try:
+        with _output_errors(out_dir):
+            paths = report_paths(run, out_dir, stem)
+            write_json(run, paths["json"])
+    except OutputError:
+        worker.close()
+        from memcheck.report import print_terminal
+
+        print_terminal(run)
+        raise
+    text = worker.terminal_text(paths["json"], paths["html"], shared_assets)
+    if text is None:
+        from memcheck.report import print_terminal
+
+        print_terminal(run)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if not worker.html_written():
+        from memcheck.report.html import write_html
+
+        with _output_errors(out_dir):
+            write_html(run, paths["html"], shared_assets=shared_assets)
+    return paths
+
+
+@contextmanager
+def _output_errors(out_dir: Path) -> Iterator[None]:
+    """A report write's OSError as one :class:`OutputError` line (ReportWriteError already says what to do)."""
+    try:
+        yield
+    except OSError as exc:
         message = str(exc) if not exc.strerror else f"cannot write reports to {out_dir} ({exc.strerror})"
         raise OutputError(message) from None
 

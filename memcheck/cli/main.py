@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit code.
+
+    Called without ``argv`` it is the program (``memcheck``, ``python -m memcheck``): runs and soaks then
+    render their reports in a worker forked before the script (:mod:`memcheck.cli.report_worker`).
+    """
     args_in = list(sys.argv[1:] if argv is None else argv)
     own, script_args = _split_script_args(args_in)
 
@@ -56,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CliError(f"only 'memcheck run' passes arguments after -- to a script, not '{args.command}'")
         args.script_args = script_args or []
         args.argv = args_in
+        args.report_worker = argv is None  # the program itself (a caller's process is not forked)
         return int(args.handler(args))
 
     return guard(dispatch)

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return finished
 
     outcome = base.run_to_report(
-        body, out_dir=out_dir, fail_on=args.fail_on, command=command,
+        body, report_worker=getattr(args, "report_worker", False),
+        out_dir=out_dir, fail_on=args.fail_on, command=command,
         traceback_text=lambda exc: script_traceback(exc, script),
         show_error=lambda exc: print_script_error(exc, script),
     )  # fmt: skip

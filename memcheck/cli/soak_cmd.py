@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                 teardown()
 
     outcome = base.run_to_report(
-        body, out_dir=out_dir, stem=stem, fail_on=args.fail_on, command=shlex.join(["memcheck", *args.argv]),
+        body, report_worker=getattr(args, "report_worker", False),
+        out_dir=out_dir, stem=stem, fail_on=args.fail_on, command=shlex.join(["memcheck", *args.argv]),
         traceback_text=_traceback, show_error=_step_error,
     )  # fmt: skip
     return outcome.exit_code

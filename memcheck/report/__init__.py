@@ -1,18 +1,25 @@
-"""Report writers: terminal (rich), JSON and HTML, all rendered from a ``Run`` alone."""
+"""Report writers: terminal (rich), JSON and HTML, all rendered from a ``Run`` alone.
+
+The renderers load on first use (PEP 562): writing a run's JSON, or naming its
+files, imports neither rich nor jinja2 (a report worker renders the rest).
+"""
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memcheck.report.files import ReportWriteError, check_stem, default_stem, ensure_dir, new_stem
-from memcheck.report.html import render_html, write_html
 from memcheck.report.json_writer import write_json
-from memcheck.report.terminal import render_terminal
 from memcheck.run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memcheck.report.html import render_html, write_html
+    from memcheck.report.terminal import render_terminal
 
 __all__ = [
     "ReportWriteError",
@@ -22,10 +29,40 @@ __all__ = [
     "render_html",
     "render_terminal",
     "render_text",
+    "report_paths",
     "write_html",
     "write_json",
     "write_reports",
 ]
+
+_LAZY = {"render_html": "memcheck.report.html", "write_html": "memcheck.report.html",
+         "render_terminal": "memcheck.report.terminal"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'memcheck.report' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def report_paths(run: Run, out_dir: str | os.PathLike[str], stem: str | None = None) -> dict[str, Path]:
+    """``{"json": path, "html": path}`` for ``run`` in ``out_dir`` (created if needed); nothing written yet.
+
+    Without ``stem`` a unique one is made (name, time to the millisecond, a random
+    suffix), so two runs never replace each other's reports. Raises
+    :class:`ReportWriteError` (an ``OSError``) when the folder cannot hold files,
+    ``ValueError`` for a stem that is not a plain file name.
+    """
+    folder = ensure_dir(out_dir)
+    name = check_stem(stem) if stem is not None else new_stem(run.name, run.started_at, folder)
+    return {"json": folder / f"{name}.json", "html": folder / f"{name}.html"}
 
 
 def write_reports(
@@ -33,16 +70,14 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write ``<stem>.json`` and ``<stem>.html`` into ``out_dir`` (created if needed), each atomically.
 
-    Without ``stem`` a unique one is made (name, time to the millisecond, a
-    random suffix), so two runs never replace each other's reports. With
-    ``shared_assets`` the HTML loads the chart library from one file beside it
-    (for folders of many reports). Returns ``{"json": path, "html": path}``;
-    raises :class:`ReportWriteError` (an ``OSError``) when the folder cannot be
-    written, ``ValueError`` for a stem that is not a plain file name.
+    Names as :func:`report_paths`. With ``shared_assets`` the HTML loads the chart
+    library from one file beside it (for folders of many reports). Returns
+    ``{"json": path, "html": path}``; raises as :func:`report_paths`, and
+    :class:`ReportWriteError` when a file cannot be written.
     """
-    folder = ensure_dir(out_dir)
-    name = check_stem(stem) if stem is not None else new_stem(run.name, run.started_at, folder)
-    paths = {"json": folder / f"{name}.json", "html": folder / f"{name}.html"}
+    from memcheck.report.html import write_html
+
+    paths = report_paths(run, out_dir, stem)
     write_json(run, paths["json"])
     write_html(run, paths["html"], shared_assets=shared_assets)
     return paths
@@ -50,6 +85,8 @@ def write_reports(
 
 def render_text(run: Run, width: int = 100) -> str:
     """The terminal report as plain text of ``width`` columns: for files, tests and pytest messages."""
+    from memcheck.report.terminal import render_terminal
+
     buffer = io.StringIO()
     console = _console(buffer, width)
     render_terminal(run, console)
@@ -59,6 +96,8 @@ def render_text(run: Run, width: int = 100) -> str:
 def print_terminal(run: Run, console: Any = None) -> None:
     """The terminal report on stdout (colour when a terminal), or on ``console``."""
     from rich.console import Console
+
+    from memcheck.report.terminal import render_terminal
 
     render_terminal(run, console if console is not None else Console(file=sys.stdout, highlight=False))
 
