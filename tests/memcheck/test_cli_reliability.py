@@ -49,6 +49,14 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
+def wait_until_made(ready: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait for the script run by ``proc`` to create ``ready`` (it is in its loop); fail if it ends first."""
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
 def wait_for_samples(folder: Path, lines: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -291,10 +299,7 @@ def test_sigterm_during_memcheck_run_writes_the_report_and_exits_143(tmp_path: P
         encoding="utf-8",
     )
     proc = start("run", script, "-o", tmp_path / "reports")
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    wait_until_made(ready, proc)
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
     assert code == 143, out + err

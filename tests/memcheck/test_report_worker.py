@@ -25,6 +25,7 @@ from memcheck.cli.report_worker import ENV_SWITCH, ReportWorker
 from memcheck.report import print_terminal, render_html, render_text, write_json
 from memcheck.run import Run
 from tests.memcheck.report_fixtures import make_run
+from tests.memcheck.test_cli_reliability import wait_until_made
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "80"}
@@ -207,10 +208,7 @@ def test_a_killed_memcheck_run_leaves_no_worker_behind(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     proc = memcheck("run", script, "-o", tmp_path / "reports")
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    wait_until_made(ready, proc)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     assert len(children) == 1, children  # the worker, waiting
     proc.kill()
@@ -240,10 +238,7 @@ def test_ctrl_c_to_the_whole_group_still_ends_in_a_report(tmp_path: Path) -> Non
         encoding="utf-8",
     )
     proc = memcheck("run", script, "-o", tmp_path / "reports", start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    wait_until_made(ready, proc)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
