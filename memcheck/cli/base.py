@@ -169,22 +169,17 @@ def _reports_by_worker(
 
     The terminal text is printed whatever else fails, as :func:`conclude` prints it before it writes.
     """
-    from memcheck.report import report_paths, write_json
+    from memcheck.report import print_terminal, report_paths, write_json
 
     try:
         with _output_errors(out_dir):
             paths = report_paths(run, out_dir, stem)
             write_json(run, paths["json"])
     except OutputError:
-        worker.close()
-        from memcheck.report import print_terminal
-
         print_terminal(run)
         raise
     text = worker.terminal_text(paths["json"], paths["html"], shared_assets)
     if text is None:
-        from memcheck.report import print_terminal
-
         print_terminal(run)
     else:
         sys.stdout.write(text)

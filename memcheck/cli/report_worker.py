@@ -42,7 +42,6 @@ class ReportWorker:
         self.stdout = sys.stdout  # the stream the worker's terminal text was made for
         self._requests: int | None = requests
         self._replies: IO[bytes] | None = os.fdopen(replies, "rb")
-        self._asked = False
 
     @classmethod
     def fork(cls) -> ReportWorker | None:
@@ -87,8 +86,7 @@ class ReportWorker:
             self.close()
             return None
         os.close(self._requests)
-        self._requests = None
-        self._asked = True
+        self._requests = None  # asked: the replies are its answers
         reply = self._reply()
         text = reply.get("terminal") if reply is not None else None
         if not isinstance(text, str):
@@ -98,7 +96,7 @@ class ReportWorker:
 
     def html_written(self) -> bool:
         """Whether the worker wrote the page it was asked for (False: write it here); closes the worker."""
-        reply = self._reply() if self._asked else None
+        reply = self._reply() if self._requests is None else None  # (never asked: no reply will come)
         self.close()
         return reply is not None and reply.get("html") is True
 
@@ -162,9 +160,9 @@ def _serve(requests: int, replies: int) -> NoReturn:  # pragma: no cover - runs 
 def _load() -> None:  # pragma: no cover - runs in the child
     """Import and warm what rendering needs, while the script runs: a failure here shows in the job."""
     try:
-        from rich.console import Console  # noqa: F401
+        from memcheck.report import html, stdout_console, terminal  # noqa: F401
 
-        from memcheck.report import html, terminal  # noqa: F401
+        stdout_console()
 
         html._environment().get_template("report.html.j2")
         html._plotly_js()
@@ -180,13 +178,11 @@ def _read_job(requests: int) -> dict[str, Any] | None:  # pragma: no cover - run
 
 def _terminal_text(run: Any) -> str:  # pragma: no cover - runs in the child
     """What :func:`memcheck.report.print_terminal` would print on this stdout (colour when a terminal)."""
-    from rich.console import Console
+    from memcheck.report import print_terminal, stdout_console
 
-    from memcheck.report.terminal import render_terminal
-
-    console = Console(file=sys.stdout, highlight=False)
+    console = stdout_console()
     with console.capture() as captured:
-        render_terminal(run, console)
+        print_terminal(run, console)
     return captured.get()
 
 

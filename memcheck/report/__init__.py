@@ -30,6 +30,7 @@ __all__ = [
     "render_terminal",
     "render_text",
     "report_paths",
+    "stdout_console",
     "write_html",
     "write_json",
     "write_reports",
@@ -95,11 +96,16 @@ def render_text(run: Run, width: int = 100) -> str:
 
 def print_terminal(run: Run, console: Any = None) -> None:
     """The terminal report on stdout (colour when a terminal), or on ``console``."""
-    from rich.console import Console
-
     from memcheck.report.terminal import render_terminal
 
-    render_terminal(run, console if console is not None else Console(file=sys.stdout, highlight=False))
+    render_terminal(run, console if console is not None else stdout_console())
+
+
+def stdout_console() -> Any:
+    """The console the terminal report is printed on: stdout, colour when it is a terminal."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False)
 
 
 def _console(file: Any, width: int) -> Any:
