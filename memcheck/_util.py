@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import linecache
 import os
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def short_site(site: str, cwd: str) -> str:
@@ -26,3 +28,22 @@ def source_line(site: str) -> str:
 def unique(items: Iterable[str]) -> list[str]:
     """The items in first-seen order, each once."""
     return list(dict.fromkeys(items))
+
+
+def weak_callback(method: Any) -> Callable[[Any], None]:
+    """``method`` (bound) as a callback that holds its object weakly.
+
+    A record or weak reference that keeps ``obj.method`` keeps ``obj``: a ledger whose records
+    call back into it is a reference cycle, which refcounting never frees. A test suite opens a
+    session per test, and each one would then wait, with its buffers' records, for the cyclic
+    collector (a thousand sessions were still held after a thousand tests).
+    """
+    owner = weakref.ref(method.__self__)
+    func = method.__func__
+
+    def call(arg: Any) -> None:
+        obj = owner()
+        if obj is not None:
+            func(obj, arg)
+
+    return call

@@ -80,7 +80,7 @@ class Inspector:
         if self.watch is None or self.rec.iteration < self.watch_closes_at:
             return False
         self.watch.close()
-        holders.unpin_locals()
+        holders.unpin_locals(self.rec.entry_frame)
         for name in self.watch.tokens:
             lines = self.watch.lines(name)
             if lines:
@@ -140,7 +140,7 @@ class Inspector:
         if not containers:
             found = list(self.last_containers)  # what the last scan found: records, nothing live
         else:
-            exclude = _own_containers(self.rec, self.rec.ledger, self.scan, self)
+            exclude = _own_containers(self.rec, self.rec.ledger, self.rec.samples, self.scan, self)
             it = self.rec.iteration
             grown = self.scan.scan(it, exclude, watch=frozenset(self._tracked))
             grown.sort(key=lambda g: -g[1])
@@ -186,7 +186,7 @@ class Inspector:
                 found.append(kept)
         found = [replace(c, holder=self._with_lines(c.holder)) for c in found]  # lines learnt since
         self._arm(tokens)
-        holders.unpin_locals()
+        holders.unpin_locals(self.rec.entry_frame)
         return retention, tuple(found)
 
     def confirm_at(self) -> int | None:

@@ -22,6 +22,7 @@ import types
 from collections import deque
 from typing import Any
 
+from agcore import sites
 from agcore.sites import is_internal_file, register_internal
 from memcheck.records import Holder, Hop
 
@@ -42,7 +43,18 @@ HEAP_WALK = threading.RLock()
 
 def is_user_file(path: str) -> bool:
     """Code a user wrote: not agcore, memcheck, the standard library, site-packages or ``<frozen ...>``."""
-    return not (path.startswith("<") or is_internal_file(path) or path.startswith(_NOT_USER))
+    if _USER_FILES[0] is not sites.INTERNAL_PREFIXES:  # a package registered as internal since: ask again
+        _USER_FILES[:] = [sites.INTERNAL_PREFIXES, {}]
+    known: dict[str, bool] = _USER_FILES[1]
+    user = known.get(path)
+    if user is None:
+        user = known[path] = not (path.startswith("<") or is_internal_file(path) or path.startswith(_NOT_USER))
+    return user
+
+
+#: (the internal prefixes it was built under, path -> is_user_file): a walk up a test runner's stack asks
+#: of the same few dozen files at every check
+_USER_FILES: list[Any] = [None, {}]
 
 
 _MODULES: list[Any] = [None, {}]  # (the sys.modules it was built from, id(module dict) -> name)
@@ -74,18 +86,26 @@ def _frame_locals(skip: set[int]) -> dict[int, types.FrameType]:
     return out
 
 
-def unpin_locals() -> None:
+def unpin_locals(up_to: tuple[int, int] | None = None) -> None:
     """Drop the locals snapshots that reading ``frame.f_locals`` left on the running user frames.
 
     Before Python 3.13 that snapshot is a dict kept on the frame until the next read: it
     would keep this iteration's ``loss`` alive into the next one and show as a retained
     graph. Emptying it is safe: the interpreter refills it from the fast locals before any
     tracer could write it back.
+
+    ``up_to``: ``(id(frame), id(its code))`` of the frame that entered the session; the walk
+    ends there. The frames above it were suspended for the whole session, so a snapshot of
+    theirs holds only what their own locals hold anyway (and a test runner's stack is ~50
+    frames deep, each made an object by the walk).
     """
     f: Any = sys._getframe(1)
     while f is not None:
-        if is_user_file(f.f_code.co_filename) and f.f_locals is not f.f_globals:
+        code = f.f_code
+        if is_user_file(code.co_filename) and f.f_locals is not f.f_globals:
             f.f_locals.clear()
+        if up_to is not None and id(f) == up_to[0] and id(code) == up_to[1]:
+            return
         f = f.f_back
 
 

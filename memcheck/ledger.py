@@ -18,6 +18,7 @@ import numpy
 
 from agcore import backend
 from agcore.sites import format_site
+from memcheck._util import weak_callback
 from memcheck.records import SiteRow
 
 ROLES = ("param", "input", "activation", "grad", "optimizer_state")
@@ -163,7 +164,7 @@ class Ledger:
         self._in_gap: WindowTally | None = None
         self.extra_by_role: dict[str, float] = {}
         self.extra_nodes = 0.0
-        self._died_cb = self._died  # one bound method, not one per record
+        self._died_cb = weak_callback(self._died)  # one callback, not one per record; no cycle through it
 
     def add(self, array: Any, role: str, tensor: Any, site: str | tuple[str, int], graph: str | None) -> bool:
         """Record a new buffer (True); the same array announced twice keeps its first record (False).

@@ -124,7 +124,7 @@ def observe(
     """The snapshot of ``rec`` now, with what a deep check found (retention, containers) attached."""
     return Observations(
         iteration=rec.iteration,
-        samples=tuple(rec.samples.to_list()) if samples is None else samples,
+        samples=rec.samples.records() if samples is None else samples,
         leaves=leaf_views(rec),
         buffers=buffer_spans(rec),
         inplace=tuple(rec.inplace),

@@ -49,7 +49,8 @@ class OpSampler:
         self.per_followed: float | None = None  # seconds per iteration while following (own time left out)
         self.per_after: float | None = None  # ... the first iteration after a window (its buffers die there)
         self.per_free: float | None = None  # ... and while not following
-        self._rng = random.Random(seed)
+        self._seed = seed
+        self._rng: random.Random | None = None  # made at the first window: seeding costs ~5 us a session
         self._mark_it = 0
         self._mark_t = 0.0
         self._mark_own = 0.0
@@ -121,6 +122,8 @@ class OpSampler:
         """The gap after the window that begins now, from what following cost before it."""
         duty = self.duty
         mean_gap = WINDOW * (1.0 - duty) / duty
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
         self._gap = max(1, round(self._rng.uniform(0.5, 1.5) * mean_gap))
 
     def summary(self) -> dict[str, float | int | bool]:

@@ -102,11 +102,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     from memcheck.cli.base import conclude  # the one path from a run to its record and verdict
 
     session = None
-    # a sample at each repeat's end only where growth per repeat is judged: a sample reads the C heap and
-    # Python's arenas (~50 us), and a one-iteration test has no slope to judge anyway
+    # a sample at each repeat's end only where growth per repeat is judged, and none on entering and leaving:
+    # a sample reads the C heap and Python's arenas (~20-40 us, a tenth of a small test), and a one-iteration
+    # test has no slope to judge (a long test is still sampled by time, as any session is)
     measure = options.max_growth_bytes is not None
     try:
-        with mc.watch(name=item.nodeid, sample_every=1 if measure else None) as session:
+        with mc.watch(name=item.nodeid, sample_every=1 if measure else None, edge_samples=False) as session:
             result = yield
             samples = _repeat(item, session, options.repeat, measure)
             _after_the_test(session)
@@ -214,13 +215,15 @@ def _verdict(
 ) -> None:
     """Fail the test when a finding at or above fail_on is not allowed, or growth is over the limit."""
     failing = [f for f in findings if f.at_least(options.fail_on) and f.kind not in options.allow]
+    growth = growth_per_repeat(samples) if options.max_growth_bytes is not None else None
+    grew = growth is not None and options.max_growth_bytes is not None and growth > options.max_growth_bytes
+    if not failing and not grew:
+        return
     root = Path(item.config.invocation_params.dir)
     lines = [_finding_lines(f, root) for f in failing]
-    growth = growth_per_repeat(samples) if options.max_growth_bytes is not None else None
-    if growth is not None and options.max_growth_bytes is not None and growth > options.max_growth_bytes:
+    if grew:
+        assert growth is not None
         lines.append(_growth_lines(growth, options, len(samples), session, root))
-    if not lines:
-        return
     head = f"memcheck: {len(lines)} problem(s) in {item.nodeid} (fail_on={options.fail_on!r})"
     body = [head, *(line for block in lines for line in block)]
     kinds = sorted({f.kind for f in failing})

@@ -27,6 +27,7 @@ from typing import Any
 from agcore import backend
 from agcore.sites import format_site
 from memcheck import probes
+from memcheck._util import weak_callback
 from memcheck.findings import Finding
 from memcheck.ledger import BufferRecord, Ledger
 from memcheck.records import CaughtError, InplaceEvent, Sample
@@ -121,19 +122,22 @@ class Recorder:
         self.window = TraceWindow()
         self.trace_growth: list[SiteGrowth] = []
         self.trace_span = 1
-        self._rss = probes.RssProbe()
+        self._rss = probes.rss_probe()
         self._heap = probes.HeapProbe()
         self._gpu = probes.CupyProbe()
         self.t0 = time.perf_counter()
         self._engine_source: str | None = None
         self.on_boundary: Callable[[str], None] | None = None  # the session's schedule
+        #: ``(id(frame), id(code))`` of the frame that entered the session (no reference: it would pin its locals)
+        self.entry_frame: tuple[int, int] | None = None
         #: an iteration by which the session should judge: something a check must see while it lives began
         self.look_at: int | None = None
         # what memcheck's own checks left allocated (a container scan's table, holder caches): the
         # samples leave it out, so a check is never read as the program's growth
         self.own_blocks = 0
         self.own_heap = 0
-        self._node_died_cb = self._node_died
+        self._node_died_cb = weak_callback(self._node_died)  # (a bound method kept here is a cycle)
+        self._weak_self = weakref.ref(self)
 
     # -- lifetime ------------------------------------------------------------------
     def start(self) -> None:
@@ -149,7 +153,6 @@ class Recorder:
         self._in_gc = False
         self.ledger.on_death = None
         self._gpu.__exit__(None, None, None)
-        self._rss.close()
 
     def _gc_phase(self, phase: str, info: dict) -> None:
         # deaths are only looked at while the cyclic collector runs: outside it nothing is called per death
@@ -206,7 +209,8 @@ class Recorder:
         key = id(tensor)
         data = getattr(tensor, "data", None)  # a foreign engine's tensor may keep its storage elsewhere
         storage = id(tensor) if data is None else id(backend.base_array(data))  # as LeafView.storage
-        self.leaves[key] = [_new_ref(tensor, lambda ref: self._leaf_died(key, ref)), site, self._leaf_order, 0, storage]
+        me = self._weak_self  # (the callback holds the recorder weakly: a leaf outliving it keeps no cycle)
+        self.leaves[key] = [_new_ref(tensor, lambda ref: _leaf_died(me, key, ref)), site, self._leaf_order, 0, storage]
         self._storage_leaves[storage] = self._storage_leaves.get(storage, 0) + 1
 
     def _leaf_died(self, key: int, ref: Any) -> None:
@@ -494,6 +498,12 @@ class Recorder:
         rows = self.window.close(keep_tracing=keep_tracing)
         self.trace_growth = rows
         return rows
+
+
+def _leaf_died(recorder: weakref.ref[Recorder], key: int, ref: Any) -> None:
+    rec = recorder()
+    if rec is not None:
+        rec._leaf_died(key, ref)
 
 
 def _less(value: int | None, own: int) -> int | None:

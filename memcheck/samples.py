@@ -44,6 +44,10 @@ class SampleStore:
         self._rows = np.empty((capacity, len(_COLUMNS)))
         self._n = 0
         self.total = 0  # samples ever added (the store keeps at most ``capacity``)
+        # the kept rows read back as records, in step with the rows: each check reads them all, and
+        # converting only what was added since costs a check ~5 us a new sample instead of a whole store
+        self._records: list[Sample] = []
+        self._as_tuple: tuple[Sample, ...] = ()
 
     def __len__(self) -> int:
         return self._n
@@ -75,6 +79,9 @@ class SampleStore:
         rest = self._rows[old : self._n].copy()
         self._rows[: len(kept)] = kept
         self._rows[len(kept) : len(kept) + len(rest)] = rest
+        read = self._records
+        self._records = [read[i] for i in pick] + read[old:] if len(read) == self._n else []
+        self._as_tuple = ()
         self._n = len(kept) + len(rest)
 
     def column(self, name: str) -> np.ndarray:
@@ -85,7 +92,16 @@ class SampleStore:
         return self._sample(self._n - 1) if self._n else None
 
     def to_list(self) -> list[Sample]:
-        return [self._sample(i) for i in range(self._n)]
+        return list(self.records())
+
+    def records(self) -> tuple[Sample, ...]:
+        """The kept samples as records, oldest first (the same objects until a sample is added or thinned)."""
+        read = self._records
+        if len(read) < self._n:
+            read.extend(self._sample(i) for i in range(len(read), self._n))
+        if len(self._as_tuple) != self._n:
+            self._as_tuple = tuple(read)
+        return self._as_tuple
 
     def _sample(self, i: int) -> Sample:
         row = self._rows[i].tolist()  # Python floats once: NumPy scalars cost ~10x a float per read

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 import threading
 import time
 import traceback as _tb
@@ -55,6 +56,8 @@ _SAMPLE_DUTY = 100.0
 #: at most ~4% of the run (as much again in the cold caches a sample leaves to the next step); at ~2.5% a
 #: 600-step leak of Python records was certain in fewer runs: a short run's slope needs its points
 _GRID_DUTY = 25.0
+#: what a sample costs on a small heap (the probes, ~20 us), assumed where no sample was taken yet
+_TYPICAL_SAMPLE_COST = 20e-6
 #: deep checks at these iterations, then every doubling
 _FIRST_DEEP = 10
 #: a deep check waits until the run has gone on for this many times its last cost (~2.5% of the time)
@@ -97,6 +100,7 @@ class Session:
         sample_every: int | None = None,
         command: str | None = None,
         boundaries: str = "auto",
+        edge_samples: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: use one of {', '.join(MODES)}")
@@ -106,6 +110,7 @@ class Session:
         self.mode = mode
         self.trace_sites = trace_sites or mode == "deep"
         self.sample_every = sample_every
+        self.edge_samples = edge_samples
         self.command = command or ""
         self.recorder = Recorder(boundaries=boundaries)
         self.recorder.on_boundary = self._at_boundary
@@ -144,7 +149,6 @@ class Session:
         self._run: Run | None = None
         self._metadata: dict[str, Any] = {}
         self._estimated: tuple[tuple[int, int, bool], dict[str, Any]] | None = None
-        self._records: tuple[tuple[int, int], tuple[Sample, ...]] | None = None
 
     # -- lifetime ----------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -156,13 +160,21 @@ class Session:
         elif self.trace_sites:
             self.recorder.window.nframes = 4
             self.recorder.open_trace_window()
+        self.recorder.on_boundary = self._at_boundary
+        entry = sys._getframe(1)  # the with statement's frame: the walks that unpin locals stop there
+        self.recorder.entry_frame = (id(entry), id(entry.f_code))
+        del entry
         self.recorder.thread = threading.get_ident()
         self._adapter.thread = self.recorder.thread
         self.recorder.start()
         observe.attach(self._adapter)
         _ACTIVE.setdefault(self.recorder.thread, []).append(self)
         self._active = True
-        self.sample()
+        if self.edge_samples:
+            self.sample()
+        else:  # the schedule starts as though a typical sample were just taken (none is judged before the loop)
+            self._last_sample_t = time.perf_counter()
+            self._sample_cost = _TYPICAL_SAMPLE_COST
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
@@ -172,7 +184,8 @@ class Session:
             self.inspector.close()
             if not self._adapter.following or self.ops.windows:
                 self._adapter.adopt_gradients()
-            self.recorder.sample(phase="teardown", numpy_bytes=self.mode == "deep")
+            if self.edge_samples:
+                self.recorder.sample(phase="teardown", numpy_bytes=self.mode == "deep")
             if self.sampler is not None:
                 self.sampler.close(self.recorder.iteration)
                 self._take_sampled_sites()
@@ -198,6 +211,7 @@ class Session:
         finally:
             observe.detach(self._adapter)
             self.recorder.stop()
+            self.recorder.on_boundary = None  # the schedule ends here (and the recorder no longer holds us)
             self.inspector.close()
             if self.recorder.window.is_open:
                 self.recorder.window.close()
@@ -460,11 +474,7 @@ class Session:
     def _sample_records(self) -> tuple[Sample, ...]:
         """The kept samples as records, read from the store once per new sample (the last check and the
         run's record read the same; neither changes them)."""
-        store = self.recorder.samples
-        key = (store.total, len(store))
-        if self._records is None or self._records[0] != key:
-            self._records = (key, tuple(store.to_list()))
-        return self._records[1]
+        return self.recorder.samples.records()
 
     def _estimate(self, samples: tuple[Sample, ...], process_signals: bool) -> dict[str, Any]:
         """The growth estimate of these samples, made once per new sample (exit judges, then builds its run)."""
@@ -611,6 +621,7 @@ def watch(
     sample_every: int | None = None,
     command: str | None = None,
     boundaries: str = "auto",
+    edge_samples: bool = True,
 ) -> Session:
     """A session to use as ``with memcheck.watch(...) as session:``.
 
@@ -621,9 +632,12 @@ def watch(
     (:mod:`memcheck.tracesampler`: at most ~20% more time); ``mode="deep"`` keeps it
     on throughout and reads NumPy's domain at every sample.
     ``sample_every=None`` samples the probes every ~2 ms of run time.
+    ``edge_samples=False`` takes no sample on entering and leaving: they chart where a run began
+    and ended, but no verdict reads them (growth is judged on the loop's samples), and a test
+    suite's one-iteration sessions have nothing else to chart (the pytest plugin's default).
     """
     return Session(name=name, trace_sites=trace_sites, mode=mode, sample_every=sample_every, command=command,
-                   boundaries=boundaries)  # fmt: skip
+                   boundaries=boundaries, edge_samples=edge_samples)  # fmt: skip
 
 
 def _tracing() -> bool:

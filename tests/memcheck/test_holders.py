@@ -272,3 +272,49 @@ def test_a_dict_key_that_is_a_tensor_is_named_not_printed() -> None:
     assert _short(ag.randn(2)) == type(w).__name__
     assert _short("step") == "'step'" and _short(3) == "3"
     assert _short("x" * 60).endswith("...") and len(_short("x" * 60)) == 40
+
+
+class _Box:
+    pass
+
+
+def test_unpinning_clears_the_locals_snapshots_of_user_frames_up_to_the_sessions_frame() -> None:
+    if sys.version_info >= (3, 13):  # PEP 667: frames keep no snapshot of their locals any more
+        return
+    refs: dict[str, Any] = {}
+
+    def outer() -> None:
+        a = _Box()
+        refs["outer"] = weakref.ref(a)
+        locals()  # the frame keeps this snapshot, and with it the box, until its next read
+        a = None  # noqa: F841  (the snapshot still holds the box)
+        inner()
+
+    def inner() -> None:
+        b = _Box()
+        refs["inner"] = weakref.ref(b)
+        locals()
+        b = None  # noqa: F841
+        here = sys._getframe()
+        holders.unpin_locals(up_to=(id(here), id(here.f_code)))  # as a session entered here would
+        refs["after_walk_to_here"] = (refs["inner"]() is None, refs["outer"]() is None)
+        holders.unpin_locals()  # the whole stack
+        refs["after_whole_walk"] = refs["outer"]() is None
+
+    outer()
+    assert refs["after_walk_to_here"] == (True, False)  # its own frame cleared, the frame above left alone
+    assert refs["after_whole_walk"] is True
+
+
+def test_which_files_are_the_users_is_asked_again_once_a_package_registers_as_internal(tmp_path: Path) -> None:
+    from agcore import sites
+
+    path = str(tmp_path / "vendored" / "lib.py")
+    assert holders.is_user_file(path)
+    before = sites.INTERNAL_PREFIXES
+    try:
+        sites.register_internal(str(tmp_path / "vendored"))
+        assert not holders.is_user_file(path)
+    finally:
+        sites.INTERNAL_PREFIXES = before
+    assert holders.is_user_file(path)

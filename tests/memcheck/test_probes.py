@@ -188,3 +188,11 @@ def test_cupy_probe_sees_device_buffers() -> None:
     recs = [r for r in s.ledger if r.owner_name() == "w" and r.role in ("param", "grad")]
     assert {(r.role, r.device, r.bytes) for r in recs} == {("param", "cuda", 4 << 20), ("grad", "cuda", 4 << 20)}
     assert s.recorder._gpu.malloc_bytes >= 4 << 20
+
+
+def test_the_rss_probe_is_shared_and_a_forked_child_opens_its_own() -> None:
+    shared = probes.rss_probe()
+    assert probes.rss_probe() is shared and shared.read() > 0
+    probes._forget_shared_rss()  # what a forked child does first: the parent's descriptor reads the parent
+    fresh = probes.rss_probe()
+    assert fresh is not shared and fresh.read() > 0

@@ -105,3 +105,18 @@ def test_hand_written_to_dicts_hold_every_field_as_asdict_would() -> None:
     assert row.to_dict() == asdict(row)
     full = Sample(iteration=3, t=0.5, ledger_bytes={"param": 64}, gc_counts=[1, 2, 3], phase="teardown")
     assert full.to_dict() == asdict(full)
+
+
+def test_records_read_only_what_was_added_and_match_the_rows_across_decimations() -> None:
+    store = SampleStore(64)
+    reads = 0
+    for i in range(1_000):
+        store.append(sample(i, heap=1_000_000 + 7 * (i % 13), ledger_bytes={"grad": i}))
+        if i % 37 == 0:  # read now and then, as the checks do, through several halvings
+            records = store.records()
+            reads += 1
+            assert records == tuple(store._sample(k) for k in range(len(store)))
+            assert store.records() is records  # nothing added: the same tuple, converted once
+    assert reads > 20 and store.total == 1_000
+    assert store.records() == tuple(store._sample(k) for k in range(len(store)))
+    assert store.to_list() == list(store.records())

@@ -324,3 +324,44 @@ def test_a_backward_that_retains_its_graph_does_not_end_the_iteration() -> None:
             loss.backward(retain_graph=True)
             loss.backward()
     assert s.iterations == 3
+
+
+def test_a_finished_session_is_freed_by_refcounting_even_while_a_buffer_it_recorded_lives() -> None:
+    # a test suite opens a session per test: one kept alive by its own callbacks (a reference cycle)
+    # waits, with its ledger and its sample store, for the cyclic collector
+    import weakref
+
+    kept = []
+    gc.collect()
+    gc.disable()
+    try:
+        with memcheck.watch(name="t") as s:
+            w = ag.randn(4, 4, requires_grad=True)
+            for _ in range(3):
+                loss = (ag.randn(2, 4) @ w).relu().sum()
+                loss.backward()
+                kept.append(loss)  # a graph (and its buffers' records) that outlives the session
+                s.iteration()
+        assert s.findings  # the session saw the kept graphs
+        refs = [weakref.ref(s), weakref.ref(s.recorder), weakref.ref(s.ledger)]
+        del s
+        assert [r() is None for r in refs] == [True, True, True]
+    finally:
+        gc.enable()
+    del kept, loss, w
+
+
+def test_edge_samples_off_takes_none_on_entering_and_leaving_but_still_samples_the_loop() -> None:
+    with memcheck.watch() as s:
+        ag.randn(2, 2).sum()
+    phases = [(smp["iteration"], smp["phase"]) for smp in s.samples]
+    assert phases[0] == (0, "loop") and phases[-1][1] == "teardown"  # the default charts where it began and ended
+    with memcheck.watch(edge_samples=False) as quiet:
+        ag.randn(2, 2).sum()
+        quiet.iteration()
+    assert quiet.samples == [] and quiet.run.samples == []
+    with memcheck.watch(sample_every=2, edge_samples=False) as loop:
+        for _ in range(5):
+            loop.iteration()
+    assert [smp["iteration"] for smp in loop.samples] == [2, 4]
+    assert all(smp["phase"] == "loop" for smp in loop.samples)
