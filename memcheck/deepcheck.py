@@ -48,6 +48,8 @@ class _Tracked:
     confirmed: bool
     seen: GrowingContainer  # its description at that scan (a record: nothing live)
     confirm_after: int = 0  # the first iteration whose scan may confirm it (as many again as had run)
+    first_items: int = 0  # its length and the iteration at the first scan that saw it grow
+    first_iteration: int = 0
 
 
 def confirm_gap(iteration: int) -> int:
@@ -146,6 +148,12 @@ class Inspector:
             grown.sort(key=lambda g: -g[1])
             tracked, self._tracked = self._tracked, {}
             for container, rate in grown[:_MAX_CONTAINERS]:
+                seen_before, length = tracked.get(id(container)), len(container)
+                if seen_before is not None and seen_before.kind is type(container) and it > seen_before.first_iteration:
+                    # its pace since the first scan that saw it grow: two scans an iteration apart, across the
+                    # epoch boundary where hooks are registered again, read as a whole epoch's entries per step
+                    since = (length - seen_before.first_items) / (it - seen_before.first_iteration)
+                    rate = since if since > 0 else rate
                 desc = heapscan.describe_container(container, rate, iteration=it)
                 if desc is None or not holders.is_user_file(_root_file(desc.holder)) and desc.holder.kind == "unknown":
                     continue
@@ -164,6 +172,7 @@ class Inspector:
                     else:
                         confirmed = _kept_growing(before, len(container), type(container), it)
                         desc = replace(desc, suspect=not confirmed)
+                        origin = before if before is not None and before.kind is type(container) else None
                         self._tracked[id(container)] = _Tracked(
                             len(container),
                             it,
@@ -172,6 +181,8 @@ class Inspector:
                             confirmed,
                             desc,
                             it + confirm_gap(it),
+                            origin.first_items if origin is not None else len(container),
+                            origin.first_iteration if origin is not None else it,
                         )
                 found.append(desc)
                 if len(found) >= _MAX_CONTAINERS:

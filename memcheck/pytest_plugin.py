@@ -102,12 +102,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     from memcheck.cli.base import conclude  # the one path from a run to its record and verdict
 
     session = None
-    # a sample at each repeat's end only where growth per repeat is judged, and none on entering and leaving:
-    # a sample reads the C heap and Python's arenas (~20-40 us, a tenth of a small test), and a one-iteration
-    # test has no slope to judge (a long test is still sampled by time, as any session is)
+    # a sample at each repeat's end only where growth per repeat is judged, and none on entering and leaving
+    # unless a failing test's report is asked for (its charts start and end there): a sample reads the C heap
+    # and Python's arenas (~20-40 us, a tenth of a small test), and a one-iteration test has no slope to judge
+    # (a long test is still sampled by time, as any session is)
     measure = options.max_growth_bytes is not None
+    edges = _report_path(item) is not None
     try:
-        with mc.watch(name=item.nodeid, sample_every=1 if measure else None, edge_samples=False) as session:
+        with mc.watch(name=item.nodeid, sample_every=1 if measure else None, edge_samples=edges) as session:
             result = yield
             samples = _repeat(item, session, options.repeat, measure)
             _after_the_test(session)

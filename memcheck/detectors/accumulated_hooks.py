@@ -1,4 +1,4 @@
-"""accumulated_hooks: one hook or callback registered again at every iteration and never removed.
+"""accumulated_hooks: one hook or callback registered again as the loop runs and never removed.
 
 ``p.register_hook(stats.hook)`` or ``model.register_forward_hook(...)`` inside the loop adds
 one more entry each step. Each entry weighs a few dozen bytes, far under any memory signal's
@@ -47,6 +47,12 @@ def _culprit_first(lines: list[str]) -> list[str]:
     return lines
 
 
+def _how_often(rate: float) -> str:
+    """ "at every iteration" only where the lists gain an entry or more an iteration (hooks registered once an
+    epoch, one per parameter, gain less: "as the loop runs")."""
+    return "at every iteration" if rate >= 0.95 else "as the loop runs"
+
+
 def _entries(n: float) -> str:
     return "1 entry" if round(n, 1) == 1.0 else f"{n:.2g} entries"
 
@@ -55,6 +61,19 @@ def is_hook_list(c: GrowingContainer) -> bool:
     """One function registered again and again, growing with the iterations, each entry light: this detector's,
     not growth's (closures that each keep an array are a store of arrays, and growth names it)."""
     if c.same_callable < MIN_REPEATS or c.items_per_iteration < MIN_RATE or not c.callable_name:
+        return False
+    return c.bytes_per_iteration / c.items_per_iteration <= MAX_ENTRY_BYTES
+
+
+def piled_up_functions(containers: tuple[GrowingContainer, ...]) -> frozenset[str]:
+    """The functions some hook list among ``containers`` piles up."""
+    return frozenset(c.callable_name for c in containers if is_hook_list(c))
+
+
+def is_more_of(c: GrowingContainer, functions: frozenset[str]) -> bool:
+    """A light list of one of ``functions`` growing slower than a hook list does (each parameter's ``_hooks``
+    gains one lambda an epoch where the list of their handles gains one per parameter): the same pile-up."""
+    if c.same_callable < MIN_REPEATS or c.callable_name not in functions or c.items_per_iteration <= 0:
         return False
     return c.bytes_per_iteration / c.items_per_iteration <= MAX_ENTRY_BYTES
 
@@ -86,7 +105,7 @@ def detect(obs: Observations) -> list[Finding]:
                 kind="accumulated_hooks",
                 severity="error",
                 message=(
-                    f"{name} is {verb} again at every iteration{at}: {where} {gain} {_entries(rate)} per "
+                    f"{name} is {verb} again {_how_often(rate)}{at}: {where} {gain} {_entries(rate)} per "
                     f"iteration ({now}), and every entry runs again at each {call}, so each step does more work "
                     f"than the last. {advice}"
                 ),

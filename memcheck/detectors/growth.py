@@ -23,7 +23,7 @@ import numpy as np
 
 from memcheck import slope
 from memcheck._util import short_site
-from memcheck.detectors.accumulated_hooks import is_hook_list
+from memcheck.detectors.accumulated_hooks import is_hook_list, is_more_of, piled_up_functions
 from memcheck.detectors.retained_graph import MIN_ITERATIONS
 from memcheck.findings import Finding
 from memcheck.observations import Observations
@@ -108,8 +108,10 @@ def _by_site(obs: Observations) -> list[dict[str, Any]]:
 
 
 def _holder(obs: Observations) -> GrowingContainer | None:
-    # a hook list is accumulated_hooks' (its entries weigh little; that they all run again is the harm)
-    live = [c for c in obs.containers if c.bytes_per_iteration > 0 and not is_hook_list(c)]
+    # a hook list is accumulated_hooks' (its entries weigh little; that they all run again is the harm), and so
+    # is a slower list of the same function (one parameter's hooks where the list of handles holds them all)
+    piled = piled_up_functions(obs.containers)
+    live = [c for c in obs.containers if c.bytes_per_iteration > 0 and not is_hook_list(c) and not is_more_of(c, piled)]
     # a container the user's code reaches first: a library's own table (re's pattern cache, filled by an
     # import mid-run) only where no user's container grew
     live = [c for c in live if c.user_root] or live

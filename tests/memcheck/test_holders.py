@@ -318,3 +318,29 @@ def test_which_files_are_the_users_is_asked_again_once_a_package_registers_as_in
     finally:
         sites.INTERNAL_PREFIXES = before
     assert holders.is_user_file(path)
+
+
+HANDLES: list[Any] = []
+
+
+def _epoch_hook(grad: Any) -> None:
+    return None
+
+
+def test_a_hook_lists_pace_is_read_over_every_scan_since_it_was_first_seen_growing() -> None:
+    # hooks registered at each epoch's start, six at a time: two scans an iteration apart across an epoch's
+    # start read as six entries an iteration; the pace since the first sighting is what the list keeps
+    inspector = Inspector(Recorder())
+    HANDLES.clear()
+    paces = {}
+    try:
+        for iteration, length in ((10, 12), (20, 18), (26, 24), (40, 30), (41, 36)):
+            HANDLES.extend([_epoch_hook] * (length - len(HANDLES)))
+            inspector.rec.iteration = iteration
+            _, grown = inspector.look(containers=True)
+            paces.update((iteration, c.items_per_iteration) for c in grown if c.callable_name and c.items == length)
+    finally:
+        inspector.close()  # the line window a scan opens to see which line fills the list traces every call
+        HANDLES.clear()
+    assert paces[20] == 0.6  # first seen growing: the pace since the scan before
+    assert paces[41] == (36 - 18) / (41 - 20), paces  # not 6.0, the one iteration since the last scan

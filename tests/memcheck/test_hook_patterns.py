@@ -496,3 +496,55 @@ def test_hooks_registered_every_epoch_with_their_handles_kept_are_a_pile_up(tmp_
     found = [f for f in r.findings if f["kind"] == "accumulated_hooks"]
     assert len(found) == 1 and found[0]["owner"] == "GradLogger.handles", [(f["kind"], f["owner"]) for f in r.findings]
     assert found[0]["evidence"]["function"] == "GradLogger.record()"
+    assert "registered again as the loop runs" in r.text, r.explain()  # once an epoch, not at every iteration
+    # 4 parameters, 40 epochs: 160 handles; the count is not a whole epoch's entries read as one iteration's
+    assert 100 <= found[0]["evidence"]["entries"] <= 240, found[0]["evidence"]
+
+
+def test_hooks_registered_every_epoch_are_one_finding_not_also_growth_held_by_the_optimizer(tmp_path: Path) -> None:
+    # each parameter's own hook list grows by one an epoch, too slowly to read as a hook list by itself: it is
+    # the same pile-up (AdamW's state reaches every parameter, and through it that list), not growth of its own
+    r = run_script(
+        tmp_path,
+        """
+        class NormLogger:
+            def __init__(self, model):
+                self.model = model
+                self.norms = {}
+                self.handles = []
+
+            def _record(self, name, grad):
+                self.norms[name] = float((grad * grad).sum().item())
+
+            def attach(self):
+                for name, p in self.model.named_parameters():
+                    self.handles.append(p.register_hook(lambda g, name=name: self._record(name, g)))  # culprit
+
+
+        class Experiment:
+            def __init__(self):
+                self.model = make_model(sizes=(16, 48, 48, 4))
+                self.opt = ag.optim.AdamW(self.model.parameters(), lr=3e-3)
+                self.logger = NormLogger(self.model)
+
+            def run_epoch(self, epoch):
+                for i in range(8):
+                    x, y = batch(epoch * 8 + i)
+                    loss = ag.cross_entropy(self.model(x), y)
+                    self.opt.zero_grad()
+                    loss.backward()
+                    self.opt.step()
+
+            def run(self, epochs):
+                for epoch in range(epochs):
+                    self.logger.attach()
+                    self.run_epoch(epoch)
+
+
+        if __name__ == "__main__":
+            Experiment().run(40)
+        """,
+    )
+    assert r.rc == 1, r.explain()
+    kinds = [(f["kind"], f["owner"]) for f in r.findings if f["severity"] == "error"]
+    assert kinds == [("accumulated_hooks", "NormLogger.handles")], kinds

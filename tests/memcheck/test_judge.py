@@ -356,6 +356,24 @@ def test_accumulated_hooks_silent_on_slow_lists_distinct_functions_and_plain_ite
     assert run(accumulated_hooks.detect, snapshot(containers=(slow, mixed, plain))) == []
 
 
+def test_growth_leaves_a_slow_list_of_a_piled_up_hook_to_accumulated_hooks_but_names_a_store_of_arrays() -> None:
+    # hooks registered once an epoch on every parameter, their handles kept: the handles list piles up (a hook
+    # list), each parameter's own list gains one an epoch (too slow to be one), and Python's blocks rise certainly
+    rising = samples([100_000 + 20 * i for i in range(100)], field="py_blocks")
+    handles = hook_list("NormLogger.handles", rate=0.75, name="a lambda in NormLogger.attach()")
+    own = replace(hook_list("Parameter 'w'._hooks", rate=0.125, name="a lambda in NormLogger.attach()"),
+                  holder=replace(HISTORY, name="Experiment.opt"))  # fmt: skip
+    findings = judge.judge(snapshot(samples=rising, containers=(handles, own)))
+    assert [(f.kind, f.owner) for f in findings] == [("accumulated_hooks", "NormLogger.handles")]
+    # the same slow list whose closures each keep 4 KiB is a store of arrays: growth's, named, hooks or not
+    heavy = replace(own, bytes_per_iteration=512.0)
+    (grew,) = run(growth.detect, snapshot(samples=rising, containers=(handles, heavy)))
+    assert grew.owner == "Experiment.opt"
+    # and with no hook list piling that function up, the slow list is growth's holder as before
+    (alone,) = run(growth.detect, snapshot(samples=rising, containers=(own,)))
+    assert alone.owner == "Experiment.opt"
+
+
 def test_merge_keeps_the_line_seen_running_over_a_later_guess_of_one_holder() -> None:
     guessed = replace(HOOKS, lines=("train.py:19", "train.py:23"), executed=False)
     early = judge.judge(snapshot(containers=(replace(hook_list("Parameter 'w'._hooks"), holder=guessed),)))

@@ -343,3 +343,27 @@ def test_memcheck_option_fails_an_unmarked_test_that_leaks_into_a_global(pyteste
     (page,) = folder.glob("*.html")
     assert f'<script src="{scripts[0].name}"></script>' in page.read_text(encoding="utf-8")
     assert page.stat().st_size < 500_000  # not 4.8 MB of inlined plotly
+
+
+EDGE_SAMPLES = """
+import memcheck
+
+
+def test_sees_its_own_session():
+    session = memcheck.current_session()
+    assert session is not None
+    print("EDGE", [smp["iteration"] for smp in session.samples if smp["iteration"] == 0])
+"""
+
+
+def test_a_tests_session_takes_no_sample_on_entering_unless_a_report_is_asked_for(
+    pytester: pytest.Pytester, run_tests
+) -> None:
+    # nothing judges a one-iteration test's edge samples (a tenth of a small test's cost); a report charts them
+    pytester.makepyfile(test_edges=EDGE_SAMPLES)
+    plain = run_tests("--memcheck", "-s")
+    plain.assert_outcomes(passed=1)
+    assert "EDGE []" in plain.stdout.str()
+    reported = run_tests("--memcheck", "--memcheck-report", "reports", "-s")
+    reported.assert_outcomes(passed=1)
+    assert "EDGE [0]" in reported.stdout.str()
