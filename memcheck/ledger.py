@@ -38,6 +38,18 @@ def _dtype_name(dtype: Any) -> str:
     return name
 
 
+#: shapes seen, each kept once: a loop makes the same few shapes again and again, and a tuple a record
+#: (56 bytes for two dimensions) would cost a fifth of what a record costs (bounded: varying batch shapes)
+_SHAPES: dict[tuple[int, ...], tuple[int, ...]] = {}
+_MAX_SHAPES = 4096
+
+
+def _shared_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(_SHAPES) < _MAX_SHAPES:
+        _SHAPES[shape] = shape
+    return shape
+
+
 class BufferRecord(weakref.ref):
     """One buffer: what it is, who owns it, where and when it was born (and died).
 
@@ -46,13 +58,14 @@ class BufferRecord(weakref.ref):
     (a ``(path, line)`` pair) and formatted on first read.
     """
 
-    __slots__ = ("id", "bytes", "_dtype", "device", "role", "owner", "graph", "_site", "birth_iter",
+    __slots__ = ("id", "bytes", "_dtype", "_shape", "device", "role", "owner", "graph", "_site", "birth_iter",
                  "death_iter", "tensor_ref", "key", "tally")  # fmt: skip
 
     # weakref.ref's own __init__ takes (obj, callback); the fields are set by Ledger.add
     id: int
     bytes: int
     _dtype: Any
+    _shape: tuple[int, ...]
     _site: str | tuple[str, int]
     device: str
     role: str
@@ -81,8 +94,8 @@ class BufferRecord(weakref.ref):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        arr = self()
-        return tuple(arr.shape) if arr is not None else ()
+        """The shape at birth (a dead record keeps it: the array is gone)."""
+        return tuple(self._shape)
 
     @property
     def is_view(self) -> bool:
@@ -181,6 +194,9 @@ class Ledger:
         rec.id = rid
         rec.bytes = nbytes
         rec._dtype = array.dtype
+        shape = array.shape
+        seen_shape = _SHAPES.get(shape)
+        rec._shape = seen_shape if seen_shape is not None else _shared_shape(shape)
         rec.device = "cpu" if type(array) is _ndarray else backend.device_of(array)
         rec.role = role
         rec.owner = None if tensor is None else tensor.name

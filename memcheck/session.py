@@ -149,6 +149,7 @@ class Session:
         self._run: Run | None = None
         self._metadata: dict[str, Any] = {}
         self._estimated: tuple[tuple[int, int, bool], dict[str, Any]] | None = None
+        self._shared = False  # another thread's session was active at one of this session's checks
 
     # -- lifetime ----------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -168,6 +169,10 @@ class Session:
         self._adapter.thread = self.recorder.thread
         self.recorder.start()
         observe.attach(self._adapter)
+        others = [s for thread, stack in _ACTIVE.items() if thread != self.recorder.thread for s in stack]
+        for other in others:  # sessions on two threads at once: the process's probes read both threads' memory
+            other._shared = True
+        self._shared = bool(others)
         _ACTIVE.setdefault(self.recorder.thread, []).append(self)
         self._active = True
         if self.edge_samples:
@@ -458,7 +463,10 @@ class Session:
             self.inspector.cycle_lines(generation=1)  # cheap: cycles made lately are young
         # the heap, Python's blocks and RSS are the whole process's: another thread's session makes them
         # someone else's too, and then only this session's own ledger speaks for it
-        alone = sum(1 for stack in _ACTIVE.values() if stack) <= 1
+        # (for good: a sample taken while another thread's session ran holds that thread's memory too, and a
+        # slope over the samples would count it once the other session ended)
+        self._shared = self._shared or sum(1 for stack in _ACTIVE.values() if stack) > 1
+        alone = not self._shared
         samples = self._sample_records()
         obs = take_snapshot(
             self.recorder, retention=retention, containers=grown, samples=samples,
@@ -566,7 +574,7 @@ class Session:
         for row in rec.trace_growth[:30]:
             sites.append(SiteRow(site=row.site, role="numpy" if row.numpy else "python", bytes=row.bytes,
                                  count=row.count, source="tracemalloc").to_dict())  # fmt: skip
-        growth = self.outcome.growth or self._estimate(tuple(samples), True)
+        growth = self.outcome.growth or self._estimate(tuple(samples), not self._shared)
         o = self.outcome
         return Run(
             name=self.name,

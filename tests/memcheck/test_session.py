@@ -258,11 +258,6 @@ def test_deep_mode_teardown_sample_reads_numpy_too() -> None:
     assert all(smp["numpy_bytes"] is not None for smp in s.samples)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger.BufferRecord.shape reads the live array: a dead record's shape is () and its to_dict() "
-    "says shape [] (the shape is not kept at birth)",
-)
 def test_dead_records_keep_their_shape() -> None:
     with memcheck.watch() as s:
         y = ag.tensor(np.ones((2, 4), "float32")) * 2

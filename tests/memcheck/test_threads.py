@@ -70,3 +70,25 @@ def test_current_session_is_per_thread() -> None:
         t.join()
         assert memcheck.current_session() is session
     assert seen["other"] is None
+
+
+def test_a_session_another_thread_watched_beside_leaves_the_process_probes_out_for_good() -> None:
+    # the heap, Python's blocks and RSS are the process's: samples taken while another thread's session ran
+    # hold that thread's memory too, so a slope over them would count it once that session had ended
+    def loop(session: memcheck.Session, n: int) -> None:
+        for _ in range(n):
+            (ag.randn(4, 4) * 2).sum()
+            session.iteration()
+
+    with memcheck.watch(sample_every=1) as alone:
+        loop(alone, 30)
+    assert {"heap", "py_blocks"} & set(alone.run.growth["signals"])  # judged on every probe
+
+    with memcheck.watch(sample_every=1) as shared:
+        loop(shared, 15)
+        other = threading.Thread(target=lambda: memcheck.watch().__enter__().__exit__(None, None, None))
+        other.start()
+        other.join()
+        loop(shared, 15)  # alone again, but its samples so far held the other thread's memory too
+    signals = set(shared.run.growth["signals"])
+    assert "ledger" in signals and not signals & {"heap", "py_blocks", "rss"}, signals
