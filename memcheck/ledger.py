@@ -39,9 +39,11 @@ def _dtype_name(dtype: Any) -> str:
 
 
 #: shapes seen, each kept once: a loop makes the same few shapes again and again, and a tuple a record
-#: (56 bytes for two dimensions) would cost a fifth of what a record costs (bounded: varying batch shapes)
+#: (56 bytes for two dimensions) would cost a fifth of what a record costs. Few: a table that kept
+#: growing with a program's new shapes (a sequence a token longer each step) would read as its growth;
+#: past them a record keeps its own tuple, as memory that lives and dies with the record
 _SHAPES: dict[tuple[int, ...], tuple[int, ...]] = {}
-_MAX_SHAPES = 4096
+_MAX_SHAPES = 128
 
 
 def _shared_shape(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -164,3 +164,16 @@ def test_a_tensor_made_through_the_standard_library_is_born_at_the_users_line() 
         c = copy.deepcopy(layer)  # deep-copied
         rec = s.ledger.record_of(c.weight.data)
     assert rec is not None and rec.site == site("deep-copied")  # not a line of copy.py
+
+
+def test_records_keep_their_shape_after_death_and_the_shared_shape_table_stays_small() -> None:
+    from memcheck import ledger as ledger_module
+
+    led = Ledger()
+    arrays = [np.zeros((1, n), "float32") for n in range(1, 301)]  # 300 shapes: a sequence a token longer a step
+    for a in arrays:
+        led.add(a, "activation", None, ("train.py", 3), None)
+    assert len(ledger_module._SHAPES) <= ledger_module._MAX_SHAPES
+    del arrays, a
+    dead = list(led.recent_dead)
+    assert len(dead) == 64 and all(r.shape == (1, r.bytes // 4) for r in dead)  # the last, past the table's room
