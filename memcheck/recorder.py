@@ -413,6 +413,11 @@ class Recorder:
         """Iterations end at optimizer steps (so a backward's end never ends one)."""
         return self.boundaries == "step" or (self.boundaries == "auto" and self._engine_source == "step")
 
+    @property
+    def ends_at_user_marks(self) -> bool:
+        """Iterations end where the user marks them (so neither a step nor a backward ever ends one)."""
+        return self.boundaries == "user" or (self.boundaries == "auto" and self._engine_source == "user")
+
     def boundary(self, source: str) -> bool:
         """An iteration may have ended (``source``: user, step or backward); True when it counted.
 

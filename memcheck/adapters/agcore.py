@@ -22,8 +22,10 @@ _get_ident = threading.get_ident
 #: optimizer state attribute names agcore's optimizers keep per parameter
 _OPTIMIZER_ROLE = "optimizer_state"
 #: what an iteration whose ops are not followed still listens to: its end, errors and new leaves (where
-#: optimizer steps end the iterations, the step alone; else the backwards too)
-_AT_STEPS = frozenset(("on_step", "on_error", "on_leaf"))
+#: optimizer steps end the iterations, the step alone; else the backwards too; where the user's marks end
+#: them, as a soak's do, neither: the first step, which adopts the optimizer's state, was followed)
+_AT_MARKS = frozenset(("on_error", "on_leaf"))
+_AT_STEPS = _AT_MARKS | {"on_step"}
 _BETWEEN_WINDOWS = _AT_STEPS | {"on_backward_begin", "on_backward_end"}
 #: ... and, while recorded nodes hold saved tensors, their release and in-place changes to what they saved
 _SAVED = frozenset(("on_saved_released", "on_inplace"))
@@ -49,7 +51,13 @@ class AgcoreAdapter(Observer):
             self.listening = None
         else:
             rec = self.recorder
-            events = _AT_STEPS if rec.ends_at_steps else _BETWEEN_WINDOWS
+            events = (
+                _AT_MARKS
+                if rec.ends_at_user_marks and rec.steps
+                else _AT_STEPS
+                if rec.ends_at_steps
+                else _BETWEEN_WINDOWS
+            )
             self.listening = events | _SAVED if rec.unreleased > 0 else events
         observe.refresh()
 

@@ -188,3 +188,33 @@ def test_a_clean_loop_seen_through_windows_stays_clean() -> None:
     s = _leaky_training(900, leak_from=10**9)
     assert s.ops.windows > 5
     assert s.findings == [], [f.message for f in s.findings]
+
+
+def _marked_training(iterations: int, mark: bool) -> tuple[memcheck.Session, list[frozenset[str] | None]]:
+    """A loop with an optimizer, its iterations marked by the user (as a soak marks them) or ended by the steps;
+    and what the adapter listened to at each unfollowed iteration."""
+    ag.manual_seed(0)
+    model = ag.nn.MLP([8, 16, 1])
+    opt = ag.optim.SGD(model.parameters(), lr=0.01)
+    x, y = ag.randn(4, 8), ag.randn(4, 1)
+    heard: list[frozenset[str] | None] = []
+    with memcheck.watch(name="marked") as s:
+        for _ in range(iterations):
+            opt.zero_grad()
+            ag.mse_loss(model(x), y).backward()
+            opt.step()
+            if mark:
+                s.iteration()
+            if not s._adapter.following:
+                heard.append(s._adapter.listening)
+    return s, heard
+
+
+def test_between_windows_a_user_marked_loop_hears_no_step_or_backward_and_counts_the_same() -> None:
+    marked, heard = _marked_training(300, mark=True)
+    assert marked.iterations == 300 and heard  # its marks, not its steps, end its iterations
+    assert all(h is not None and not h & {"on_step", "on_backward_begin", "on_backward_end"} for h in heard), heard
+    assert all(h is not None and {"on_error", "on_leaf"} <= h for h in heard)  # errors and new leaves, always
+    stepped, heard = _marked_training(300, mark=False)
+    assert stepped.iterations == 300 and all(h is not None and "on_step" in h for h in heard)  # its steps end them
+    assert marked.findings == [] and stepped.findings == []
