@@ -30,8 +30,9 @@ def unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def weak_callback(method: Any) -> Callable[[Any], None]:
-    """``method`` (bound) as a callback that holds its object weakly.
+def weak_callback(method: Any, *first: Any) -> Callable[[Any], None]:
+    """``method`` (bound) as a callback that holds its object weakly: ``callback(arg)`` calls
+    ``method(*first, arg)`` while the object lives, and does nothing after.
 
     A record or weak reference that keeps ``obj.method`` keeps ``obj``: a ledger whose records
     call back into it is a reference cycle, which refcounting never frees. A test suite opens a
@@ -44,6 +45,6 @@ def weak_callback(method: Any) -> Callable[[Any], None]:
     def call(arg: Any) -> None:
         obj = owner()
         if obj is not None:
-            func(obj, arg)
+            func(obj, *first, arg)
 
     return call

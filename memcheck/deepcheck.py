@@ -148,11 +148,13 @@ class Inspector:
             grown.sort(key=lambda g: -g[1])
             tracked, self._tracked = self._tracked, {}
             for container, rate in grown[:_MAX_CONTAINERS]:
-                seen_before, length = tracked.get(id(container)), len(container)
-                if seen_before is not None and seen_before.kind is type(container) and it > seen_before.first_iteration:
+                before, length = tracked.get(id(container)), len(container)
+                # an earlier sighting of this very container (an id reused by another type is none)
+                origin = before if before is not None and before.kind is type(container) else None
+                if origin is not None and it > origin.first_iteration:
                     # its pace since the first scan that saw it grow: two scans an iteration apart, across the
                     # epoch boundary where hooks are registered again, read as a whole epoch's entries per step
-                    since = (length - seen_before.first_items) / (it - seen_before.first_iteration)
+                    since = (length - origin.first_items) / (it - origin.first_iteration)
                     rate = since if since > 0 else rate
                 desc = heapscan.describe_container(container, rate, iteration=it)
                 if desc is None or not holders.is_user_file(_root_file(desc.holder)) and desc.holder.kind == "unknown":
@@ -164,7 +166,6 @@ class Inspector:
                     tokens[holder.name] = (lambda c: lambda: len(c))(container)
                 desc = replace(desc, holder=holder)
                 if desc.same_callable >= MIN_REPEATS:  # a hook list's only evidence is its growth: seen twice
-                    before = tracked.get(id(container))
                     if before is not None and not before.confirmed and it < before.confirm_after:
                         # too soon to tell a pile-up from a queue flushed now and then: still a suspect
                         desc = replace(desc, suspect=True)
@@ -172,7 +173,6 @@ class Inspector:
                     else:
                         confirmed = _kept_growing(before, len(container), type(container), it)
                         desc = replace(desc, suspect=not confirmed)
-                        origin = before if before is not None and before.kind is type(container) else None
                         self._tracked[id(container)] = _Tracked(
                             len(container),
                             it,

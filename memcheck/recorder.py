@@ -137,7 +137,6 @@ class Recorder:
         self.own_blocks = 0
         self.own_heap = 0
         self._node_died_cb = weak_callback(self._node_died)  # (a bound method kept here is a cycle)
-        self._weak_self = weakref.ref(self)
 
     # -- lifetime ------------------------------------------------------------------
     def start(self) -> None:
@@ -209,8 +208,8 @@ class Recorder:
         key = id(tensor)
         data = getattr(tensor, "data", None)  # a foreign engine's tensor may keep its storage elsewhere
         storage = id(tensor) if data is None else id(backend.base_array(data))  # as LeafView.storage
-        me = self._weak_self  # (the callback holds the recorder weakly: a leaf outliving it keeps no cycle)
-        self.leaves[key] = [_new_ref(tensor, lambda ref: _leaf_died(me, key, ref)), site, self._leaf_order, 0, storage]
+        died = weak_callback(self._leaf_died, key)  # (held weakly: a leaf outliving the recorder keeps no cycle)
+        self.leaves[key] = [_new_ref(tensor, died), site, self._leaf_order, 0, storage]
         self._storage_leaves[storage] = self._storage_leaves.get(storage, 0) + 1
 
     def _leaf_died(self, key: int, ref: Any) -> None:
@@ -503,12 +502,6 @@ class Recorder:
         rows = self.window.close(keep_tracing=keep_tracing)
         self.trace_growth = rows
         return rows
-
-
-def _leaf_died(recorder: weakref.ref[Recorder], key: int, ref: Any) -> None:
-    rec = recorder()
-    if rec is not None:
-        rec._leaf_died(key, ref)
 
 
 def _less(value: int | None, own: int) -> int | None:

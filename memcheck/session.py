@@ -149,7 +149,7 @@ class Session:
         self._run: Run | None = None
         self._metadata: dict[str, Any] = {}
         self._estimated: tuple[tuple[int, int, bool], dict[str, Any]] | None = None
-        self._shared = False  # another thread's session was active at one of this session's checks
+        self._shared = False  # another thread's session ran while this one did (set on entering, by either)
 
     # -- lifetime ----------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -170,7 +170,9 @@ class Session:
         self.recorder.start()
         observe.attach(self._adapter)
         others = [s for thread, stack in _ACTIVE.items() if thread != self.recorder.thread for s in stack]
-        for other in others:  # sessions on two threads at once: the process's probes read both threads' memory
+        # sessions on two threads at once: the process's probes read both threads' memory, and a sample taken
+        # meanwhile holds the other's too (a slope over the samples would count it after the other ended)
+        for other in others:
             other._shared = True
         self._shared = bool(others)
         _ACTIVE.setdefault(self.recorder.thread, []).append(self)
@@ -462,10 +464,7 @@ class Session:
         elif collect and deep and not full_gc:
             self.inspector.cycle_lines(generation=1)  # cheap: cycles made lately are young
         # the heap, Python's blocks and RSS are the whole process's: another thread's session makes them
-        # someone else's too, and then only this session's own ledger speaks for it
-        # (for good: a sample taken while another thread's session ran holds that thread's memory too, and a
-        # slope over the samples would count it once the other session ended)
-        self._shared = self._shared or sum(1 for stack in _ACTIVE.values() if stack) > 1
+        # someone else's too, and then only this session's own ledger speaks for it (for good, see __enter__)
         alone = not self._shared
         samples = self._sample_records()
         obs = take_snapshot(

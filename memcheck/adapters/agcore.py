@@ -51,13 +51,12 @@ class AgcoreAdapter(Observer):
             self.listening = None
         else:
             rec = self.recorder
-            events = (
-                _AT_MARKS
-                if rec.ends_at_user_marks and rec.steps
-                else _AT_STEPS
-                if rec.ends_at_steps
-                else _BETWEEN_WINDOWS
-            )
+            if rec.ends_at_user_marks and rec.steps:
+                events = _AT_MARKS
+            elif rec.ends_at_steps:
+                events = _AT_STEPS
+            else:
+                events = _BETWEEN_WINDOWS
             self.listening = events | _SAVED if rec.unreleased > 0 else events
         observe.refresh()
 
